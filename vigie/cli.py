@@ -1,0 +1,171 @@
+"""The ``vigie`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from vigie.settings import Settings
+
+app = typer.Typer(
+    help="Vigie: streaming ingestion for Québec's school network "
+    "(connectors → Kafka/Avro → Faust → ClickHouse → Grafana).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+if not console.is_terminal:
+    # Piped output (CI logs, files) gets the full table rather than 80 columns.
+    console = Console(width=120)
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory of the embedded runtime (default ./.vigie, or $VIGIE_DATA_DIR)."),
+]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    try:
+        base = Settings()
+    except ValidationError as exc:
+        err.print(f"[red]invalid VIGIE_* environment setting:[/red] {exc}")
+        raise typer.Exit(2) from None
+    return base.model_copy(update={"data_dir": data_dir}) if data_dir is not None else base
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def up(data_dir: DataDir = None) -> None:
+    """Start the embedded stack: Tansu broker, schema registry stand-in, Faust worker
+    (stream and sink agents) and the chDB warehouse. Ctrl-C or SIGTERM stops it
+    cleanly; the warehouse's data stays in the data directory for the next start."""
+    from vigie.runtime.supervisor import EmbeddedRuntime, RuntimeStartError
+
+    settings = _settings(data_dir)
+    runtime = EmbeddedRuntime(settings)
+    try:
+        info = runtime.start(say=lambda line: console.print(f"  {line}"))
+    except RuntimeStartError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"[green]Vigie is up[/green] on {runtime.data_dir} — broker {info.broker}, "
+                  f"registry {info.registry_url}, status {info.web_url}/status, metrics {info.web_url}/metrics. "
+                  "Ctrl-C to stop.")  # fmt: skip
+    try:
+        code = runtime.wait()
+    finally:
+        console.print("Stopping…")
+        runtime.stop()
+    if code:
+        raise _fail(f"a component stopped unexpectedly; see {runtime.logs}")
+    console.print("Stopped.")
+
+
+@app.command()
+def demo(
+    minutes: Annotated[float, typer.Option(min=0.05, help="How long the simulated network publishes.")] = 2.0,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated network (same seed, same data).")] = 7,
+    rate: Annotated[float, typer.Option(min=0.01, help="Volume multiplier of the simulated network.")] = 1.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the status table as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the embedded stack with a simulated network of the 72 organizations publishing
+    attendance, grades and staff events through the connector path, then print the
+    network status table."""
+    from vigie.dashboards.status import render_status, status_to_json
+    from vigie.runtime.demo import run_demo
+    from vigie.runtime.supervisor import RuntimeStartError
+
+    settings = _settings(data_dir)
+    try:
+        result = run_demo(settings, minutes, seed, rate, err if json_out else console)
+    except RuntimeStartError as exc:
+        raise _fail(str(exc)) from None
+    if json_out:
+        print(json.dumps(status_to_json(result.statuses), indent=2))
+    else:
+        render_status(result.statuses, console)
+    if not result.drained:
+        raise _fail("not every record sent was accounted for before the drain timeout")
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Network status: one row per organization, events per dataset and last event time.
+    Asks the running worker when `vigie up` runs on the data directory, otherwise reads it."""
+    from vigie.dashboards.status import render_status, status_to_json
+    from vigie.runtime.client import fetch_status
+    from vigie.runtime.supervisor import RuntimeStartError
+
+    settings = _settings(data_dir)
+    try:
+        statuses, source = fetch_status(settings)
+    except RuntimeStartError as exc:
+        raise _fail(str(exc)) from None
+    if json_out:
+        print(json.dumps(status_to_json(statuses), indent=2))
+        return
+    render_status(statuses, console)
+    console.print(f"[dim]source: {'running worker' if source == 'worker' else settings.data_dir}[/dim]")
+
+
+@app.command()
+def migrate(
+    down_to: Annotated[int | None, typer.Option(help="Undo migrations newer than this version.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Apply (or with --down-to, undo) the warehouse migrations on the embedded store."""
+    from vigie.runtime.supervisor import DataDirLock
+    from vigie.sinks.migrate import migrate_down, migrate_up
+    from vigie.sinks.warehouse import ChdbWarehouse
+
+    settings = _settings(data_dir)
+    lock = DataDirLock(settings.lock_file)
+    if not lock.acquire():
+        raise _fail(f"vigie up is running on {settings.data_dir}: stop it first (it migrates at start)")
+    try:
+        warehouse = ChdbWarehouse(settings.warehouse_path, settings.warehouse_database)
+        try:
+            done = migrate_up(warehouse) if down_to is None else migrate_down(warehouse, down_to)
+        finally:
+            warehouse.close()
+    finally:
+        lock.release()
+    verb = "applied" if down_to is None else "undone"
+    console.print(f"{len(done)} migration(s) {verb}" + "".join(f"\n  {m.version:04d}_{m.name}" for m in done))
+
+
+@app.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Run the Faust worker alone (stream and sink agents, status and metrics web views).
+    `vigie up` starts it for you; run it directly against an external broker and registry
+    with VIGIE_BROKER_URL and VIGIE_REGISTRY_URL."""
+    from vigie.runtime.worker import run_worker
+
+    settings = _settings(data_dir)
+    if not settings.broker_url or not settings.registry_url:
+        raise _fail("the worker needs VIGIE_BROKER_URL and VIGIE_REGISTRY_URL (or use `vigie up`)", 2)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_worker(settings)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

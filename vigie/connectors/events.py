@@ -1,0 +1,13 @@
+"""Deterministic event ids: the same source row version always gives the same id,
+so a re-sent event is recognised (and replaced, not doubled) downstream."""
+
+from __future__ import annotations
+
+import uuid
+
+_NAMESPACE = uuid.UUID("6f1c1f4e-2b9a-4d0e-9a55-7669676965ca")
+
+
+def event_id(css: str, source_system: str, dataset: str, source_key: str, row_version: str) -> str:
+    """UUIDv5 of the source row version's identity."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join((css, source_system, dataset, source_key, row_version))))

@@ -1,0 +1,1 @@
+"""Views of the network: the status table (terminal, JSON) and Grafana dashboards."""

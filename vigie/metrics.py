@@ -1,0 +1,42 @@
+"""Every Prometheus metric Vigie exports, in one place.
+
+Dashboards and alert rules are checked against these names. Labels stay bounded:
+stage, dataset, outcome, reason codes and the 72 organization codes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STREAM_RECORDS = Counter(
+    "vigie_stream_records_total",
+    "Records leaving the stream stage, by dataset, CSS and outcome (curated, rejected).",
+    ["dataset", "css", "outcome"],
+)
+STREAM_MESSAGES = Counter(
+    "vigie_stream_messages_total", "Raw messages consumed by the stream stage.", ["dataset"]
+)
+DEAD_LETTERS = Counter(
+    "vigie_dead_letters_total", "Refusals sent to the dead-letter topic.", ["stage", "reason_code"]
+)
+SINK_ROWS = Counter("vigie_sink_rows_total", "Rows inserted into the warehouse.", ["table"])
+SINK_BATCH_SECONDS = Histogram(
+    "vigie_sink_batch_seconds", "Duration of one warehouse insert.", ["table"]
+)
+SINK_FAILURES = Counter(
+    "vigie_sink_insert_failures_total",
+    "Warehouse inserts that failed and were retried (backpressure).",
+    ["table"],
+)
+RECORD_LATENCY = Histogram(
+    "vigie_record_to_warehouse_seconds",
+    "Connector detection time to warehouse insert, per record.",
+    ["dataset"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+CONNECTOR_OUTBOX_DEPTH = Gauge(
+    "vigie_connector_outbox_depth", "Events a connector has not had acknowledged.", ["css"]
+)
+CONNECTOR_EVENTS_SENT = Counter(
+    "vigie_connector_records_sent_total", "Records a connector had acknowledged.", ["dataset"]
+)

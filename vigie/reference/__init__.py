@@ -1,0 +1,1 @@
+"""Reference data: the school organizations of the network."""

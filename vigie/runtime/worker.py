@@ -1,0 +1,98 @@
+"""The Faust worker: stream agents, sink agents, and the web views of the process
+that owns the warehouse (status, metrics, readiness)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from vigie.dashboards.status import network_status, status_to_json
+from vigie.reference.organizations import load_organizations
+from vigie.schemas.wire import AvroCodec
+from vigie.settings import Settings
+from vigie.sinks.agents import register_sink_agents
+from vigie.sinks.migrate import migrate_up
+from vigie.sinks.warehouse import ChdbWarehouse
+from vigie.streams.agents import register_stream_agents
+from vigie.streams.consent import ConsentRegistry
+from vigie.streams.harmonize import Harmonizer
+from vigie.streams.process import StageContext
+from vigie.streams.pseudonymize import load_pseudonymizer
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings) -> tuple[faust.App, ChdbWarehouse]:
+    """Resolve every dependency once and wire the agents and views on a Faust app."""
+    organizations = load_organizations(settings.organizations_file)
+    consent = ConsentRegistry.load(settings.consent_file)
+    key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
+    pseudonymizer = load_pseudonymizer(
+        key, settings.pseudonym_key_file, settings.pseudonym_key_id,
+        settings.embedded_key_file if settings.embedded else None,
+    )  # fmt: skip
+    ctx = StageContext(organizations, consent, pseudonymizer, Harmonizer(settings.mappings_dir))
+    codec = AvroCodec.from_url(settings.registry_url)
+    warehouse = ChdbWarehouse(settings.warehouse_path, settings.warehouse_database)
+    applied = migrate_up(warehouse)
+    if applied:
+        log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+
+    app = faust.App(
+        "vigie",
+        broker=f"kafka://{settings.broker_url}",
+        datadir=str(settings.data_dir / "faust"),
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=1,
+        topic_replication_factor=1,
+        topic_disable_leader=True,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_session_timeout_s / 6,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+    )
+    register_stream_agents(app, ctx, codec, settings)
+    register_sink_agents(app, warehouse, codec, settings)
+
+    state: dict[str, Any] = {"assigned": False}
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(*_args: Any, **_kwargs: Any) -> None:
+        state["assigned"] = True
+
+    @app.page("/ready")
+    async def ready(web: Any, _request: Any) -> Any:
+        return web.json({"ready": state["assigned"]}, status=200 if state["assigned"] else 503)
+
+    @app.page("/status")
+    async def status(web: Any, _request: Any) -> Any:
+        loop = app.loop
+        rows = await loop.run_in_executor(
+            None, network_status, warehouse, organizations, consent, date.today()
+        )
+        return web.json(status_to_json(rows))
+
+    @app.page("/metrics")
+    async def metrics(web: Any, _request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    return app, warehouse
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the worker until SIGTERM/SIGINT (Faust stops the agents gracefully)."""
+    app, warehouse = build_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        warehouse.close()

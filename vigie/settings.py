@@ -1,0 +1,68 @@
+"""One frozen settings object, resolved at start-up and passed explicitly.
+
+Every field can be overridden by an environment variable ``VIGIE_<FIELD>``
+(e.g. ``VIGIE_DATA_DIR``). Nothing else in Vigie reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).parent
+
+
+class Settings(BaseSettings):
+    """Vigie's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIE_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(Path(".vigie"), description="Embedded runtime's data directory.")
+    broker_url: str = Field("", description="Kafka bootstrap 'host:port'; empty = embedded Tansu.")
+    registry_url: str = Field("", description="Schema registry URL; empty = embedded stand-in.")
+    broker_port: int = Field(0, description="Port of the embedded broker (0 = pick a free one).")
+    registry_port: int = Field(0, description="Port of the embedded registry (0 = free one).")
+    web_port: int = Field(0, description="Worker's status/metrics port (0 = pick a free one).")
+    web_host: str = "127.0.0.1"
+
+    organizations_file: Path = PACKAGE_DIR / "reference" / "organizations.csv"
+    consent_file: Path = PACKAGE_DIR / "streams" / "mappings" / "consent.csv"
+    mappings_dir: Path = PACKAGE_DIR / "streams" / "mappings"
+
+    pseudonym_key: SecretStr | None = Field(
+        None, description="HMAC key for pseudonyms. Never logged, never in the repository."
+    )
+    pseudonym_key_file: Path | None = Field(
+        None, description="File holding the HMAC key (used when pseudonym_key is unset)."
+    )
+    pseudonym_key_id: str = Field("", description="Id stored beside pseudonyms; default: derived.")
+
+    warehouse_database: str = "vigie"
+    stream_batch_max: int = Field(200, description="Raw messages per stream take() batch.")
+    stream_batch_within_s: float = 0.2
+    sink_batch_max: int = Field(500, description="Curated messages per warehouse insert.")
+    sink_batch_within_s: float = 1.0
+    sink_retry_max_backoff_s: float = 10.0
+    broker_session_timeout_s: float = 6.0
+    log_level: str = "INFO"
+    embedded: bool = Field(
+        False, description="Set by `vigie up` for its worker: allows a generated pseudonym key."
+    )
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse"
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.data_dir / "runtime.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir / "lock"
+
+    @property
+    def embedded_key_file(self) -> Path:
+        return self.data_dir / "secrets" / "pseudonym.key"

@@ -1,0 +1,1 @@
+"""Sinks: batch curated records, insert them into the warehouse, then commit."""

@@ -1,0 +1,55 @@
+"""Faust wiring of the stream stage: decode, call ``curate_messages``, send, then ack.
+
+Offsets of a raw batch are acknowledged only after its curated batch and dead
+letters were acknowledged by the broker (at least once; the warehouse dedups).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from vigie.schemas.contracts import DEAD_LETTER_TOPIC, Dataset, curated_topic, raw_topic
+from vigie.schemas.wire import AvroCodec
+from vigie.settings import Settings
+from vigie.streams.curate import RawMessage, curate_messages
+from vigie.streams.process import StageContext
+
+log = logging.getLogger(__name__)
+
+
+def register_stream_agents(
+    app: faust.App, ctx: StageContext, codec: AvroCodec, settings: Settings
+) -> None:
+    """Declare the curate agent over every raw topic of every organization."""
+    raw_topics = [raw_topic(css, ds) for css in ctx.organizations for ds in Dataset]
+    source = app.topic(*raw_topics, value_serializer="raw", key_serializer="raw")
+    curated = {ds: app.topic(curated_topic(ds), value_serializer="raw") for ds in Dataset}
+    dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
+    mapping_version = ctx.harmonizer.version
+    loop_executor: Any = None  # default executor: decode/encode off the event loop
+
+    async def curate(stream: faust.StreamT[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.noack_take(
+            settings.stream_batch_max, within=settings.stream_batch_within_s
+        ):
+            messages = [
+                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+                for e in events
+            ]
+            out = await loop.run_in_executor(
+                loop_executor, curate_messages, messages, ctx, codec, mapping_version
+            )
+            pending = [await curated[ds].send(value=value) for ds, value in out.curated.items()]
+            pending += [await dead.send(value=value) for value in out.dead_letters]
+            await asyncio.gather(*pending)
+            for event in events:
+                await stream.ack(event)
+            if out.dead_letters:
+                log.info("stream batch: %d dead letters", len(out.dead_letters))
+
+    app.agent(source, name="vigie.streams.curate")(curate)

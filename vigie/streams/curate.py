@@ -1,0 +1,117 @@
+"""One take() batch of raw messages → curated batch messages and dead letters.
+
+Works on plain ``RawMessage`` values (topic, partition, offset, bytes), so it is
+tested without a broker; the Faust agent only feeds it and sends what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vigie import metrics
+from vigie.schemas.contracts import (
+    CURATED_RECORDS_FIELD,
+    DEAD_LETTER_CONTRACT,
+    Dataset,
+    curated_contract,
+    load_contract,
+    parse_raw_topic,
+    raw_contract,
+)
+from vigie.schemas.wire import AvroCodec, WireFormatError
+from vigie.streams.process import Rejection, StageContext, process_batch
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A message as it came off a raw topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass
+class StageOutput:
+    """Encoded messages to send: at most one curated batch per dataset, and dead letters."""
+
+    curated: dict[Dataset, bytes] = field(default_factory=dict)
+    dead_letters: list[bytes] = field(default_factory=list)
+    curated_records: int = 0
+
+
+def _dead_letter_id(msg: RawMessage, suffix: str) -> str:
+    key = f"{msg.topic}\x1f{msg.partition}\x1f{msg.offset}\x1f{suffix}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def dead_letter(
+    msg: RawMessage,
+    rejection: Rejection,
+    now: datetime,
+    css: str | None,
+    dataset: Dataset | None,
+) -> dict[str, Any]:
+    """The dead-letter record for one refusal (payload only where it may be kept)."""
+    return {
+        "dead_letter_id": _dead_letter_id(msg, rejection.event_id or rejection.reason_code),
+        "failed_at": now,
+        "stage": rejection.stage,
+        "reason_code": rejection.reason_code,
+        "reason": rejection.reason,
+        "source_topic": msg.topic,
+        "source_partition": msg.partition,
+        "source_offset": msg.offset,
+        "css": css,
+        "dataset": dataset.value if dataset else None,
+        "event_id": rejection.event_id,
+        "record_count": rejection.record_count,
+        "payload": msg.value if rejection.keep_payload else None,
+    }
+
+
+def curate_messages(
+    messages: list[RawMessage], ctx: StageContext, codec: AvroCodec, mapping_version: str
+) -> StageOutput:
+    """Run the stream stage over a batch of raw messages."""
+    now = datetime.now(UTC)
+    curated: dict[Dataset, list[dict[str, Any]]] = defaultdict(list)
+    letters: list[dict[str, Any]] = []
+    for msg in messages:
+        try:
+            css, dataset = parse_raw_topic(msg.topic)
+        except ValueError:
+            letters.append(dead_letter(msg, Rejection("decode", "unknown_topic", "not a raw topic", 0), now, None, None))
+            continue
+        metrics.STREAM_MESSAGES.labels(dataset.value).inc()
+        try:
+            batch = codec.decode(msg.value, raw_contract(dataset))
+        except WireFormatError as exc:
+            rejection = Rejection("decode", "undecodable", str(exc), 0)
+            letters.append(dead_letter(msg, rejection, now, css, dataset))
+            continue
+        outcome = process_batch(css, dataset, batch, ctx)
+        curated[dataset].extend(outcome.records)
+        metrics.STREAM_RECORDS.labels(dataset.value, css, "curated").inc(len(outcome.records))
+        for rejection in outcome.rejections:
+            letters.append(dead_letter(msg, rejection, now, css, dataset))
+            metrics.STREAM_RECORDS.labels(dataset.value, css, rejection.reason_code).inc(rejection.record_count)
+    out = StageOutput()
+    for dataset, records in curated.items():
+        if records:
+            out.curated[dataset] = codec.encode(
+                curated_contract(dataset),
+                {"mapping_version": mapping_version, "processed_at": now,
+                 CURATED_RECORDS_FIELD[dataset]: records},
+            )  # fmt: skip
+            out.curated_records += len(records)
+    dl_contract = load_contract(DEAD_LETTER_CONTRACT)
+    for letter in letters:
+        metrics.DEAD_LETTERS.labels(letter["stage"], letter["reason_code"]).inc()
+        out.dead_letters.append(codec.encode(dl_contract, letter))
+    return out

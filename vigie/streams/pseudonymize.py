@@ -1,0 +1,85 @@
+"""Keyed, stable pseudonyms (HMAC-SHA256) and the generalization of birth dates."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+
+class PseudonymKeyError(ValueError):
+    """The pseudonymization key is missing or unusable."""
+
+
+@dataclass(frozen=True)
+class Pseudonymizer:
+    """HMAC-SHA256 of a stable local identifier under a secret key.
+
+    The key never appears in ``repr`` or logs; ``key_id`` is stored beside each
+    pseudonym so keys can rotate.
+    """
+
+    key: bytes = field(repr=False)
+    key_id: str
+
+    def __post_init__(self) -> None:
+        if len(self.key) < 16:
+            raise PseudonymKeyError("pseudonymization key must be at least 16 bytes")
+
+    def pseudonym(self, css: str, kind: str, local_id: str) -> str:
+        """Pseudonym of a person of ``kind`` (student, staff) known as ``local_id`` in ``css``."""
+        message = f"{kind}\x1f{css}\x1f{local_id}".encode()
+        return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def derive_key_id(key: bytes) -> str:
+    """A short public fingerprint of a key (SHA-256 of the key, not reversible)."""
+    return "k" + hashlib.sha256(b"vigie-key-id\x00" + key).hexdigest()[:8]
+
+
+def load_pseudonymizer(
+    key: str | None, key_file: Path | None, key_id: str, fallback_file: Path | None
+) -> Pseudonymizer:
+    """Build the pseudonymizer from an explicit key, a key file, or (embedded runtime
+    only) a random key generated once into ``fallback_file`` with mode 0600."""
+    raw: bytes
+    if key:
+        raw = key.encode()
+    elif key_file is not None:
+        try:
+            raw = key_file.read_bytes().strip()
+        except OSError as exc:
+            raise PseudonymKeyError(f"cannot read pseudonymization key file {key_file}: {exc}") from exc
+    elif fallback_file is not None:
+        if not fallback_file.exists():
+            fallback_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(fallback_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        raw = fallback_file.read_bytes().strip()
+    else:
+        raise PseudonymKeyError("no pseudonymization key: set VIGIE_PSEUDONYM_KEY or _KEY_FILE")
+    return Pseudonymizer(raw, key_id or derive_key_id(raw))
+
+
+STUDENT_AGE_BANDS = ((5, "0-4"), (9, "5-8"), (13, "9-12"), (16, "13-15"), (18, "16-17"))
+STAFF_AGE_BANDS = ((25, "0-24"), (35, "25-34"), (45, "35-44"), (55, "45-54"))
+
+
+def age_on(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def age_band(birth: date | None, on: date, bands: tuple[tuple[int, str], ...], top: str) -> str | None:
+    """Generalize a birth date to an age band at date ``on`` (None stays None)."""
+    if birth is None:
+        return None
+    age = age_on(birth, on)
+    for upper, label in bands:
+        if age < upper:
+            return label
+    return top
