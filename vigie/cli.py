@@ -28,7 +28,9 @@ err = Console(stderr=True)
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Data directory of the embedded runtime (default ./.vigie, or $VIGIE_DATA_DIR)."),
+    typer.Option(
+        "--data-dir", help="Data directory of the embedded runtime (default ./.vigie, or $VIGIE_DATA_DIR)."
+    ),
 ]
 
 
@@ -60,7 +62,8 @@ def up(data_dir: DataDir = None) -> None:
     except RuntimeStartError as exc:
         raise _fail(str(exc)) from None
     console.print(f"[green]Vigie is up[/green] on {runtime.data_dir} — broker {info.broker}, "
-                  f"registry {info.registry_url}, status {info.web_url}/status, metrics {info.web_url}/metrics. "
+                  f"registry {info.registry_url}, status {info.web_url}/status, "
+                  f"metrics {info.web_url}/metrics. "
                   "Ctrl-C to stop.")  # fmt: skip
     try:
         code = runtime.wait()

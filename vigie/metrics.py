@@ -20,9 +20,7 @@ DEAD_LETTERS = Counter(
     "vigie_dead_letters_total", "Refusals sent to the dead-letter topic.", ["stage", "reason_code"]
 )
 SINK_ROWS = Counter("vigie_sink_rows_total", "Rows inserted into the warehouse.", ["table"])
-SINK_BATCH_SECONDS = Histogram(
-    "vigie_sink_batch_seconds", "Duration of one warehouse insert.", ["table"]
-)
+SINK_BATCH_SECONDS = Histogram("vigie_sink_batch_seconds", "Duration of one warehouse insert.", ["table"])
 SINK_FAILURES = Counter(
     "vigie_sink_insert_failures_total",
     "Warehouse inserts that failed and were retried (backpressure).",

@@ -131,7 +131,9 @@ class SimulatedCss:
                 sex = r.choice("FM")
                 cp = f"{last[:3].upper()}{first[0].upper()}{born:%d%m%y}{r.randint(10, 99)}"
                 postal = f"{r.choice('GHJ')}{r.randint(0, 9)}{r.choice('ABCEGH')} {r.randint(0, 9)}A{r.randint(0, 9)}"
-                students.append(Student(f"{self.org.code[:3]}{group:04d}{seat:02d}", cp, first, last, born, sex, postal))
+                students.append(
+                    Student(f"{self.org.code[:3]}{group:04d}{seat:02d}", cp, first, last, born, sex, postal)
+                )
             self.rosters[group] = students
         return self.rosters[group]
 
@@ -208,7 +210,9 @@ class SimulatedCss:
             self.staff_seq += 1
             r = _rng(self.seed, self.org.code, "staff", seq % max(20, self.org.students_approx // 15))
             first, last = r.choice(FIRST_NAMES), r.choice(LAST_NAMES)
-            kind = self.rng.choice(("leave_start", "leave_start", "leave_end", "hire", "position_open", "departure"))
+            kind = self.rng.choice(
+                ("leave_start", "leave_start", "leave_end", "hire", "position_open", "departure")
+            )
             job = r.choice(self.jobs)
             changes.append({
                 "event_id": self._eid(Dataset.STAFF, f"chg{seq}"),
@@ -223,7 +227,9 @@ class SimulatedCss:
             })  # fmt: skip
         return {"css": self.org.code, "source_system": self.source_system, "changes": changes}
 
-    def tick(self, number: int, rate: float, today: date | None = None) -> list[tuple[Dataset, dict[str, Any]]]:
+    def tick(
+        self, number: int, rate: float, today: date | None = None
+    ) -> list[tuple[Dataset, dict[str, Any]]]:
         """The batches this CSS's systems produce in one simulated second."""
         now = datetime.now(UTC)
         today = today or now.date()

@@ -60,9 +60,11 @@ def network_status(
     """Compute the status table from the warehouse (all zeros when there is none yet)."""
     rows = {
         code: OrganizationStatus(
-            code, org.name, org.region_name,
+            code,
+            org.name,
+            org.region_name,
             {ds.value: DatasetStatus(consent.allows(code, ds, today)) for ds in Dataset},
-        )  # fmt: skip
+        )
         for code, org in organizations.items()
     }
     if warehouse is None:

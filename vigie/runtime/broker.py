@@ -91,7 +91,9 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1, timeou
     """Create the topics that do not exist yet (explicitly: never rely on auto-create)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+    missing = [
+        NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing
+    ]
     if not missing:
         return
     for topic, future in admin.create_topics(missing, request_timeout=timeout_s).items():

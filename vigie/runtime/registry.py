@@ -60,7 +60,9 @@ class RegistryState:
             if sid is None:
                 sid = max(self.schemas, default=0) + 1
                 self.schemas[sid] = {
-                    "schema": schema, "schemaType": schema_type, "canonical": _canonical(schema)
+                    "schema": schema,
+                    "schemaType": schema_type,
+                    "canonical": _canonical(schema),
                 }
             versions = self.subjects.setdefault(subject, [])
             if sid not in versions:
@@ -79,7 +81,7 @@ class RegistryState:
 
 def _handler(state: RegistryState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return  # requests are not worth a log line each
 
         def _send(self, status: int, body: Any) -> None:

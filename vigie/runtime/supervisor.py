@@ -24,13 +24,7 @@ import httpx
 from vigie.reference.organizations import load_organizations
 from vigie.runtime.broker import TansuBroker, ensure_topics, free_port
 from vigie.runtime.registry import RegistryServer
-from vigie.schemas.contracts import (
-    DEAD_LETTER_TOPIC,
-    HEARTBEAT_TOPIC,
-    Dataset,
-    curated_topic,
-    raw_topic,
-)
+from vigie.schemas.contracts import all_topics
 from vigie.settings import Settings
 
 
@@ -80,12 +74,6 @@ class DataDirLock:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
-
-
-def all_topics(organizations: list[str]) -> list[str]:
-    """Every topic the pipeline uses: raw per CSS and dataset, curated, dead letters, heartbeats."""
-    raw = [raw_topic(css, ds) for css in organizations for ds in Dataset]
-    return [*raw, *(curated_topic(ds) for ds in Dataset), DEAD_LETTER_TOPIC, HEARTBEAT_TOPIC]
 
 
 def _tail(path: Path, lines: int = 15) -> str:

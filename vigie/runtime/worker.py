@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vigie.dashboards.status import network_status, status_to_json
 from vigie.reference.organizations import load_organizations
+from vigie.runtime.broker import ensure_topics
+from vigie.schemas.contracts import all_topics
 from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
 from vigie.sinks.agents import register_sink_agents
@@ -90,6 +92,9 @@ def build_app(settings: Settings) -> tuple[faust.App, ChdbWarehouse]:
 
 def run_worker(settings: Settings) -> None:
     """Run the worker until SIGTERM/SIGINT (Faust stops the agents gracefully)."""
+    organizations = load_organizations(settings.organizations_file)
+    # Idempotent: `vigie up` already did it; a standalone worker on a real cluster may not have.
+    ensure_topics(settings.broker_url, all_topics(list(organizations)))
     app, warehouse = build_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:

@@ -99,3 +99,9 @@ def parse_raw_topic(topic: str) -> tuple[str, Dataset]:
     if len(parts) != 3 or parts[0] != RAW_PREFIX:
         raise ValueError(f"not a raw topic: {topic!r}")
     return parts[1], Dataset(parts[2])
+
+
+def all_topics(organizations: list[str]) -> list[str]:
+    """Every topic the pipeline uses: raw per CSS and dataset, curated, dead letters, heartbeats."""
+    raw = [raw_topic(css, ds) for css in organizations for ds in Dataset]
+    return [*raw, *(curated_topic(ds) for ds in Dataset), DEAD_LETTER_TOPIC, HEARTBEAT_TOPIC]

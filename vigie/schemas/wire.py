@@ -79,9 +79,7 @@ class AvroCodec:
         except Exception as exc:
             raise WireFormatError(f"schema id {schema_id} unknown to the registry") from exc
         try:
-            record = fastavro.schemaless_reader(
-                io.BytesIO(data[_HEADER.size :]), writer, reader.parsed
-            )
+            record = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, reader.parsed)
         except Exception as exc:
             raise WireFormatError(
                 f"Avro body unreadable as {reader.full_name}: {type(exc).__name__}"

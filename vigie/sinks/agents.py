@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import pandas as pd
@@ -76,6 +76,8 @@ def _sink_agent(
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
 
     async def sink(stream: faust.StreamT[Any]) -> None:
+        # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
+        stream = cast(faust.Stream[Any], stream)
         async for events in stream.noack_take(settings.sink_batch_max, within=settings.sink_batch_within_s):
             decoded = []
             for event in events:

@@ -89,7 +89,9 @@ def migrate_up(wh: Warehouse, migrations: list[Migration] | None = None) -> list
     return applied
 
 
-def migrate_down(wh: Warehouse, to_version: int, migrations: list[Migration] | None = None) -> list[Migration]:
+def migrate_down(
+    wh: Warehouse, to_version: int, migrations: list[Migration] | None = None
+) -> list[Migration]:
     """Undo applied migrations newer than ``to_version``, newest first."""
     done = applied_versions(wh)
     undone = []

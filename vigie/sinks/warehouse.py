@@ -8,6 +8,7 @@ status queries for the other commands.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from pathlib import Path
@@ -47,6 +48,13 @@ class ChdbWarehouse:
         self._session = session.Session(str(path))
         # Atomic is the engine refreshable materialized views need.
         self.command(f"CREATE DATABASE IF NOT EXISTS {database} ENGINE = Atomic")
+
+    def for_database(self, database: str) -> ChdbWarehouse:
+        """The same store under another database (chDB allows one store per process)."""
+        other = copy.copy(self)  # shares the session and its lock
+        other.database = database
+        other.command(f"CREATE DATABASE IF NOT EXISTS {database} ENGINE = Atomic")
+        return other
 
     def command(self, sql: str) -> None:
         with self._lock:

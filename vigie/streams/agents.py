@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -21,9 +21,7 @@ from vigie.streams.process import StageContext
 log = logging.getLogger(__name__)
 
 
-def register_stream_agents(
-    app: faust.App, ctx: StageContext, codec: AvroCodec, settings: Settings
-) -> None:
+def register_stream_agents(app: faust.App, ctx: StageContext, codec: AvroCodec, settings: Settings) -> None:
     """Declare the curate agent over every raw topic of every organization."""
     raw_topics = [raw_topic(css, ds) for css in ctx.organizations for ds in Dataset]
     source = app.topic(*raw_topics, value_serializer="raw", key_serializer="raw")
@@ -33,6 +31,8 @@ def register_stream_agents(
     loop_executor: Any = None  # default executor: decode/encode off the event loop
 
     async def curate(stream: faust.StreamT[Any]) -> None:
+        # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
+        stream = cast(faust.Stream[Any], stream)
         loop = asyncio.get_running_loop()
         async for events in stream.noack_take(
             settings.stream_batch_max, within=settings.stream_batch_within_s

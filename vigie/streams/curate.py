@@ -86,7 +86,9 @@ def curate_messages(
         try:
             css, dataset = parse_raw_topic(msg.topic)
         except ValueError:
-            letters.append(dead_letter(msg, Rejection("decode", "unknown_topic", "not a raw topic", 0), now, None, None))
+            letters.append(
+                dead_letter(msg, Rejection("decode", "unknown_topic", "not a raw topic", 0), now, None, None)
+            )
             continue
         metrics.STREAM_MESSAGES.labels(dataset.value).inc()
         try:
@@ -100,7 +102,9 @@ def curate_messages(
         metrics.STREAM_RECORDS.labels(dataset.value, css, "curated").inc(len(outcome.records))
         for rejection in outcome.rejections:
             letters.append(dead_letter(msg, rejection, now, css, dataset))
-            metrics.STREAM_RECORDS.labels(dataset.value, css, rejection.reason_code).inc(rejection.record_count)
+            metrics.STREAM_RECORDS.labels(dataset.value, css, rejection.reason_code).inc(
+                rejection.record_count
+            )
     out = StageOutput()
     for dataset, records in curated.items():
         if records:

@@ -53,10 +53,19 @@ class Harmonizer:
 
     def __init__(self, mappings_dir: Path) -> None:
         self.absence = AbsenceClassifier.from_dir(mappings_dir)
-        self._status = {r["local_code"].upper(): r["status"] for r in _read(mappings_dir / "attendance_status.csv")}
-        self._letters = {r["letter"].upper(): float(r["percent"]) for r in _read(mappings_dir / "grade_letters.csv")}
-        self._jobs = {(r["css"], r["local_code"].upper()): r["job_class"] for r in _read(mappings_dir / "job_classes.csv")}
-        self._leaves = {r["local_code"].upper(): r["leave_type"] for r in _read(mappings_dir / "leave_types.csv")}
+        self._status = {
+            r["local_code"].upper(): r["status"] for r in _read(mappings_dir / "attendance_status.csv")
+        }
+        self._letters = {
+            r["letter"].upper(): float(r["percent"]) for r in _read(mappings_dir / "grade_letters.csv")
+        }
+        self._jobs = {
+            (r["css"], r["local_code"].upper()): r["job_class"]
+            for r in _read(mappings_dir / "job_classes.csv")
+        }
+        self._leaves = {
+            r["local_code"].upper(): r["leave_type"] for r in _read(mappings_dir / "leave_types.csv")
+        }
         digest = hashlib.sha256()
         for path in sorted(mappings_dir.rglob("*.csv")):
             if path.name == "consent.csv":

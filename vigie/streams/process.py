@@ -169,27 +169,39 @@ _CURATORS: dict[Dataset, Callable[[dict[str, Any], dict[str, Any], StageContext,
 
 def _batch_date(dataset: Dataset, batch: dict[str, Any], today: date) -> date:
     if dataset is Dataset.ATTENDANCE:
-        return batch["sheet_date"]  # type: ignore[no-any-return]
+        return batch["sheet_date"]
     if dataset is Dataset.GRADES:
-        return batch["evaluation_date"]  # type: ignore[no-any-return]
+        return batch["evaluation_date"]
     return today
 
 
-def process_batch(
-    topic_css: str, dataset: Dataset, batch: dict[str, Any], ctx: StageContext
-) -> Outcome:
+def process_batch(topic_css: str, dataset: Dataset, batch: dict[str, Any], ctx: StageContext) -> Outcome:
     """Validate, check the CSS, gate on consent, de-identify and harmonize one raw batch."""
     records: list[dict[str, Any]] = batch[RAW_RECORDS_FIELD[dataset]]
     n = len(records)
     if topic_css not in ctx.organizations:
-        return Outcome(rejections=[Rejection("css_check", "unknown_css", "topic names an unknown organization", n)])
+        return Outcome(
+            rejections=[Rejection("css_check", "unknown_css", "topic names an unknown organization", n)]
+        )
     if batch["css"] != topic_css:
-        return Outcome(rejections=[Rejection(
-            "css_check", "css_mismatch", "payload CSS differs from the CSS of its raw topic", n)])
+        return Outcome(
+            rejections=[
+                Rejection("css_check", "css_mismatch", "payload CSS differs from the CSS of its raw topic", n)
+            ]
+        )
     if not ctx.consent.allows(topic_css, dataset, _batch_date(dataset, batch, ctx.today())):
         # Not stored anywhere: only counted, so the status view can show "no consent".
-        return Outcome(rejections=[Rejection(
-            "consent", "no_consent", f"no valid consent for dataset {dataset.value}", n, keep_payload=False)])
+        return Outcome(
+            rejections=[
+                Rejection(
+                    "consent",
+                    "no_consent",
+                    f"no valid consent for dataset {dataset.value}",
+                    n,
+                    keep_payload=False,
+                )
+            ]
+        )
     curate = _CURATORS[dataset]
     out = Outcome()
     for rec in records:

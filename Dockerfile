@@ -1,0 +1,9 @@
+# The Vigie worker / connector image for the production-shaped stack (docker-compose.yml).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY vigie ./vigie
+RUN pip install --no-cache-dir .
+USER nobody
+ENTRYPOINT ["vigie"]
+CMD ["worker"]

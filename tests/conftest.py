@@ -1,0 +1,87 @@
+"""Shared fixtures: real registry stand-in over HTTP, one chDB store per test process
+(chDB allows a single data directory per process; tests use separate databases)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from vigie.reference.organizations import Organization, load_organizations
+from vigie.runtime.registry import RegistryServer
+from vigie.schemas.wire import AvroCodec
+from vigie.settings import Settings
+from vigie.sinks.migrate import migrate_up
+from vigie.sinks.warehouse import ChdbWarehouse
+from vigie.streams.consent import ConsentRegistry
+from vigie.streams.harmonize import Harmonizer
+from vigie.streams.process import StageContext
+from vigie.streams.pseudonymize import Pseudonymizer
+
+SETTINGS = Settings()
+TEST_KEY = b"test-key-0123456789abcdef-not-a-secret"
+
+
+@pytest.fixture(scope="session")
+def organizations() -> dict[str, Organization]:
+    return load_organizations(SETTINGS.organizations_file)
+
+
+@pytest.fixture(scope="session")
+def harmonizer() -> Harmonizer:
+    return Harmonizer(SETTINGS.mappings_dir)
+
+
+@pytest.fixture(scope="session")
+def consent() -> ConsentRegistry:
+    return ConsentRegistry.load(SETTINGS.consent_file)
+
+
+@pytest.fixture(scope="session")
+def stage_context(organizations, consent, harmonizer) -> StageContext:
+    return StageContext(organizations, consent, Pseudonymizer(TEST_KEY, "ktest"), harmonizer)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    server = RegistryServer("127.0.0.1", 0, tmp_path_factory.mktemp("registry") / "registry.json").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def codec(registry: RegistryServer) -> AvroCodec:
+    return AvroCodec.from_url(registry.url)
+
+
+@pytest.fixture(scope="session")
+def chdb_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture(scope="session")
+def chdb_session(chdb_store: Path) -> Iterator[ChdbWarehouse]:
+    wh = ChdbWarehouse(chdb_store, "bootstrap")
+    yield wh
+    wh.close()
+
+
+@pytest.fixture
+def empty_warehouse(chdb_session: ChdbWarehouse) -> ChdbWarehouse:
+    """A fresh database in the process's single chDB store, not migrated."""
+    return chdb_session.for_database(f"t_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def warehouse(empty_warehouse: ChdbWarehouse) -> ChdbWarehouse:
+    """A fresh, migrated database."""
+    migrate_up(empty_warehouse)
+    return empty_warehouse
+
+
+@pytest.fixture(scope="session")
+def school_day() -> date:
+    return date(2026, 11, 20)

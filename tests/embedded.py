@@ -1,0 +1,97 @@
+"""Helpers that run `vigie up` as a real subprocess (Tansu, registry, Faust worker, chDB)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from vigie.runtime.supervisor import RuntimeInfo
+
+TEST_ENV = {"VIGIE_PSEUDONYM_KEY": "integration-test-key-not-a-secret", "VIGIE_LOG_LEVEL": "INFO"}
+
+
+def vigie(
+    *args: str, data_dir: Path, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the `vigie` command as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "vigie.cli", *args, "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=timeout, check=check, env={**os.environ, **TEST_ENV},
+    )  # fmt: skip
+
+
+@contextmanager
+def vigie_up(data_dir: Path, timeout_s: float = 120) -> Iterator[tuple[subprocess.Popen[str], RuntimeInfo]]:
+    """`vigie up` in the background until the worker is ready; SIGINT and wait on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vigie.cli", "up", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **TEST_ENV},
+    )  # fmt: skip
+    runtime_file = data_dir / "runtime.json"
+    deadline = time.monotonic() + timeout_s
+    info = None
+    while info is None:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"vigie up exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("vigie up was not ready in time")
+        info = RuntimeInfo.read(runtime_file)
+        time.sleep(0.2)
+    try:
+        yield proc, info
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def status_json(data_dir: Path) -> list[dict[str, Any]]:
+    return json.loads(vigie("status", "--json", data_dir=data_dir).stdout)
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str, every_s: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every_s)
+
+
+def dump_warehouse(data_dir: Path, database: str = "vigie") -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, read by a separate process (chDB: one store per process)."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        from chdb import session
+        s = session.Session({str(data_dir / "warehouse")!r})
+        out = {{}}
+        for (name,) in [tuple(json.loads(l).values()) for l in
+                        s.query("SELECT name FROM system.tables WHERE database = '{database}'",
+                                "JSONEachRow").bytes().decode().splitlines()]:
+            text = s.query(f"SELECT * FROM {database}.{{name}} FINAL", "JSONEachRow").bytes().decode()
+            out[name] = [json.loads(l) for l in text.splitlines() if l]
+        s.close()
+        json.dump(out, sys.stdout)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    return json.loads(done.stdout)  # type: ignore[no-any-return]

@@ -1,0 +1,66 @@
+"""A take() batch of raw messages through the stream stage, without a broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from vigie.connectors.simulator import SimulatedCss
+from vigie.schemas.contracts import (
+    DEAD_LETTER_CONTRACT,
+    Dataset,
+    curated_contract,
+    load_contract,
+    raw_contract,
+)
+from vigie.streams.curate import RawMessage, curate_messages
+
+TODAY = date.today()
+
+
+def test_good_and_broken_messages_split_into_curated_and_dead_letters(
+    stage_context, codec, organizations
+) -> None:
+    css = SimulatedCss(organizations["laval"], seed=2)
+    batches = css.tick(0, 1.0)
+    messages = [RawMessage(f"raw.laval.{ds.value}", 0, i, codec.encode(raw_contract(ds), b))
+                for i, (ds, b) in enumerate(batches)]  # fmt: skip
+    messages.append(RawMessage("raw.laval.attendance", 0, 99, b"\xde\xad\xbe\xef garbage"))
+    out = curate_messages(messages, stage_context, codec, "mtest")
+
+    sent = sum(len(b[{"attendance": "marks", "grades": "results", "staff": "changes"}[ds.value]])
+               for ds, b in batches)  # fmt: skip
+    assert out.curated_records == sent
+    assert set(out.curated) == {Dataset.ATTENDANCE, Dataset.GRADES, Dataset.STAFF}
+    att = codec.decode(out.curated[Dataset.ATTENDANCE], curated_contract(Dataset.ATTENDANCE))
+    assert att["mapping_version"] == "mtest"
+
+    [letter_bytes] = out.dead_letters
+    letter = codec.decode(letter_bytes, load_contract(DEAD_LETTER_CONTRACT))
+    assert (letter["stage"], letter["reason_code"]) == ("decode", "undecodable")
+    assert (letter["source_topic"], letter["source_offset"], letter["css"]) == (
+        "raw.laval.attendance",
+        99,
+        "laval",
+    )
+    assert letter["payload"].startswith(b"\xde\xad")
+    assert letter["reason"]
+
+
+def test_dead_letter_ids_are_stable_across_redelivery(stage_context, codec) -> None:
+    msg = RawMessage("raw.laval.grades", 0, 5, b"nope")
+    one = codec.decode(curate_messages([msg], stage_context, codec, "m").dead_letters[0],
+                       load_contract(DEAD_LETTER_CONTRACT))  # fmt: skip
+    two = codec.decode(curate_messages([msg], stage_context, codec, "m").dead_letters[0],
+                       load_contract(DEAD_LETTER_CONTRACT))  # fmt: skip
+    assert one["dead_letter_id"] == two["dead_letter_id"]
+
+
+def test_no_consent_dead_letter_drops_the_payload(stage_context, codec, organizations) -> None:
+    batch = SimulatedCss(organizations["kativik"], seed=2).staff_changes(TODAY, datetime.now(UTC))
+    msg = RawMessage("raw.kativik.staff", 0, 1, codec.encode(raw_contract(Dataset.STAFF), batch))
+    out = curate_messages([msg], stage_context, codec, "m")
+    assert not out.curated
+    letter = codec.decode(out.dead_letters[0], load_contract(DEAD_LETTER_CONTRACT))
+    assert letter["reason_code"] == "no_consent"
+    assert letter["payload"] is None
+    assert letter["record_count"] == len(batch["changes"])

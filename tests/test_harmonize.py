@@ -1,0 +1,97 @@
+"""Local codes, free text and scales → the network's vocabulary."""
+
+from __future__ import annotations
+
+import pytest
+
+from vigie.streams.absence import CANONICAL_REASONS
+from vigie.streams.harmonize import BANDS, HarmonizationError, Harmonizer, band_of
+
+
+@pytest.mark.parametrize(
+    ("css", "code", "reason"),
+    [("montreal", "01", "maladie"), ("montreal", "12L", "sante_rdv"), ("capitale", "rdv", "sante_rdv"),
+     ("english-montreal", "BEREAV", "deuil"), ("laval", "T1", "transport_meteo")],
+)  # fmt: skip
+def test_local_absence_codes(harmonizer: Harmonizer, css: str, code: str, reason: str) -> None:
+    found = harmonizer.absence.classify(css, code, None)
+    assert (found.category, found.mapped) == (reason, True)
+
+
+def test_unknown_local_code_is_unmapped_not_an_error(harmonizer: Harmonizer) -> None:
+    found = harmonizer.absence.classify("montreal", "13X", None)
+    assert (found.category, found.mapped) == ("inconnu", False)
+    # A CSS code list does not leak to another CSS.
+    assert harmonizer.absence.classify("laval", "01", None).category == "inconnu"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("absent pour maladie", "maladie"), ("MALADE", "maladie"), ("rdv médecin", "sante_rdv"),
+     ("chez le chiro", "sante_rdv"), ("méd.", "sante_rdv"), ("Rendez-vous optométriste", "sante_rdv"),
+     ("funérailles grand-père", "deuil"), ("tempete", "transport_meteo"), ("sick", "maladie"),
+     ("doctor appointment", "sante_rdv"), ("famile", "famille"), ("non motivée", "non_motivee"),
+     ("vacances en famille", "voyage"), ("snow storm", "transport_meteo")],
+)  # fmt: skip
+def test_free_text(harmonizer: Harmonizer, text: str, reason: str) -> None:
+    assert harmonizer.absence.classify_text(text).category == reason
+
+
+@pytest.mark.parametrize("text", ["", "   ", "xyzzy", "???", "a" * 500])
+def test_unclassifiable_text_gives_inconnu(harmonizer: Harmonizer, text: str) -> None:
+    found = harmonizer.absence.classify_text(text)
+    assert found.category == "inconnu" and not found.mapped
+
+
+def test_all_mapped_reasons_are_canonical(harmonizer: Harmonizer) -> None:
+    assert len(CANONICAL_REASONS) == 12
+    for css in ("montreal", "capitale", "english-montreal", "laval"):
+        for code in ("01", "MAL", "SICK", "M1", "PER", "P1"):
+            assert harmonizer.absence.classify(css, code, None).category in CANONICAL_REASONS
+
+
+@pytest.mark.parametrize(
+    ("scale", "result", "percent", "band", "passed"),
+    [("percent", "87", 87.0, "75-100", True), ("percent", "60", 60.0, "0-60", True),
+     ("percent", "74,4", 74.4, "61-74", True), ("percent", "59%", 59.0, "0-60", False),
+     ("letter", "b+", 84.0, "75-100", True), ("letter", "E", 45.0, "0-60", False),
+     ("pass_fail", "S", None, None, True), ("pass_fail", "échec", None, None, False)],
+)  # fmt: skip
+def test_grade_scales(harmonizer, scale, result, percent, band, passed) -> None:
+    out = harmonizer.grade(scale, result)
+    assert (out.percent, out.band, out.passed) == (percent, band, passed)
+
+
+@pytest.mark.parametrize(("scale", "result"), [("percent", "abs?"), ("percent", "120"), ("letter", "Z"),
+                                               ("pass_fail", "maybe"), ("stanine", "5")])  # fmt: skip
+def test_bad_grades_are_invalid(harmonizer: Harmonizer, scale: str, result: str) -> None:
+    with pytest.raises(HarmonizationError):
+        harmonizer.grade(scale, result)
+
+
+def test_bands_cover_0_to_100() -> None:
+    assert {band_of(p / 2) for p in range(0, 201)} == set(BANDS)
+
+
+def test_status_jobs_leaves(harmonizer: Harmonizer) -> None:
+    assert harmonizer.status("pres") == "present"
+    assert harmonizer.status("L") == "retard"
+    with pytest.raises(HarmonizationError):
+        harmonizer.status("?")
+    assert harmonizer.job_class("montreal", "4201") == "enseignant"
+    assert harmonizer.job_class("laval", "TCH") == "enseignant"
+    assert harmonizer.job_class("laval", "4201") == "inconnu"
+    assert harmonizer.leave_type("cnesst") == "accident_travail"
+    assert harmonizer.leave_type("ZZ") == "autre"
+
+
+def test_mapping_version_follows_the_mapping_files(tmp_path, harmonizer: Harmonizer) -> None:
+    import shutil
+
+    from vigie.settings import Settings
+
+    copy = tmp_path / "mappings"
+    shutil.copytree(Settings().mappings_dir, copy)
+    assert Harmonizer(copy).version == harmonizer.version
+    (copy / "leave_types.csv").write_text((copy / "leave_types.csv").read_text() + "SAB,personnel\n")
+    assert Harmonizer(copy).version != harmonizer.version
