@@ -7,6 +7,7 @@ import signal
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from confluent_kafka import Producer
 
@@ -79,6 +80,9 @@ def test_identified_events_arrive_deidentified_and_garbage_is_dead_lettered(
         statuses = wait_for(arrived, 90, "events in the warehouse")
         assert len(statuses) == 72
         assert proc.poll() is None
+        metrics = httpx.get(f"{info.web_url}/metrics", timeout=10).text
+        assert 'vigie_stream_records_total{css="laval",dataset="attendance",outcome="curated"}' in metrics
+        assert 'vigie_dead_letters_total{reason_code="undecodable",stage="decode"} 2.0' in metrics
     assert proc.returncode == 0, "vigie up should stop cleanly on SIGINT"
 
     tables = dump_warehouse(data_dir)

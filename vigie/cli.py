@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,10 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from vigie.settings import Settings
+
+# confluent-kafka's registry client imports authlib, which warns about its own httpx
+# integration at import time: noise for a user, nothing Vigie can act on.
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 app = typer.Typer(
     help="Vigie: streaming ingestion for Québec's school network "
@@ -50,9 +55,12 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @app.command()
 def up(data_dir: DataDir = None) -> None:
-    """Start the embedded stack: Tansu broker, schema registry stand-in, Faust worker
-    (stream and sink agents) and the chDB warehouse. Ctrl-C or SIGTERM stops it
-    cleanly; the warehouse's data stays in the data directory for the next start."""
+    """Start the embedded stack (broker, registry, worker, warehouse).
+
+    Starts the Tansu broker, a schema-registry stand-in, the Faust worker (stream and
+    sink agents) and the chDB warehouse. Ctrl-C or SIGTERM stops it cleanly; the
+    warehouse's data stays in the data directory for the next start.
+    """
     from vigie.runtime.supervisor import EmbeddedRuntime, RuntimeStartError
 
     settings = _settings(data_dir)
@@ -83,9 +91,12 @@ def demo(
     json_out: Annotated[bool, typer.Option("--json", help="Print the status table as JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the embedded stack with a simulated network of the 72 organizations publishing
-    attendance, grades and staff events through the connector path, then print the
-    network status table."""
+    """Run the embedded stack with a simulated network, then print the status table.
+
+    The 72 organizations publish attendance, grades and staff events through the
+    connector path for --minutes; the table is printed once every record sent is
+    accounted for (stored, dead-lettered, or withheld for lack of consent).
+    """
     from vigie.dashboards.status import render_status, status_to_json
     from vigie.runtime.demo import run_demo
     from vigie.runtime.supervisor import RuntimeStartError
@@ -108,8 +119,11 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Network status: one row per organization, events per dataset and last event time.
-    Asks the running worker when `vigie up` runs on the data directory, otherwise reads it."""
+    """Show the network status: one row per organization.
+
+    Events per dataset, consent, dead letters and last event time. Asks the running
+    worker when `vigie up` runs on the data directory, otherwise reads the directory.
+    """
     from vigie.dashboards.status import render_status, status_to_json
     from vigie.runtime.client import fetch_status
     from vigie.runtime.supervisor import RuntimeStartError
@@ -154,9 +168,11 @@ def migrate(
 
 @app.command()
 def worker(data_dir: DataDir = None) -> None:
-    """Run the Faust worker alone (stream and sink agents, status and metrics web views).
-    `vigie up` starts it for you; run it directly against an external broker and registry
-    with VIGIE_BROKER_URL and VIGIE_REGISTRY_URL."""
+    """Run the Faust worker alone, against an external broker and registry.
+
+    Stream and sink agents plus the status and metrics web views. `vigie up` starts it
+    for you; run it directly with VIGIE_BROKER_URL and VIGIE_REGISTRY_URL set.
+    """
     from vigie.runtime.worker import run_worker
 
     settings = _settings(data_dir)

@@ -36,6 +36,8 @@ def make_producer(bootstrap: str, extra: dict[str, Any] | None = None) -> Produc
         "enable.idempotence": True,
         "linger.ms": 20,
         "message.timeout.ms": 300_000,
+        # A broker restart is expected and retried; librdkafka need not print each disconnect.
+        "log.connection.close": False,
     }
     config.update(extra or {})
     return Producer(config)

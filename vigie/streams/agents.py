@@ -28,7 +28,6 @@ def register_stream_agents(app: faust.App, ctx: StageContext, codec: AvroCodec, 
     curated = {ds: app.topic(curated_topic(ds), value_serializer="raw") for ds in Dataset}
     dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
     mapping_version = ctx.harmonizer.version
-    loop_executor: Any = None  # default executor: decode/encode off the event loop
 
     async def curate(stream: faust.StreamT[Any]) -> None:
         # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
@@ -41,9 +40,9 @@ def register_stream_agents(app: faust.App, ctx: StageContext, codec: AvroCodec, 
                 RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value)
                 for e in events
             ]
-            out = await loop.run_in_executor(
-                loop_executor, curate_messages, messages, ctx, codec, mapping_version
-            )
+            # Decoding, processing and encoding run off the event loop so that
+            # consumer heartbeats keep flowing during a large batch.
+            out = await loop.run_in_executor(None, curate_messages, messages, ctx, codec, mapping_version)
             pending = [await curated[ds].send(value=value) for ds, value in out.curated.items()]
             pending += [await dead.send(value=value) for value in out.dead_letters]
             await asyncio.gather(*pending)
