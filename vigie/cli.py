@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -13,10 +12,6 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from vigie.settings import Settings
-
-# confluent-kafka's registry client imports authlib, which warns about its own httpx
-# integration at import time: noise for a user, nothing Vigie can act on.
-warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 app = typer.Typer(
     help="Vigie: streaming ingestion for Québec's school network "

@@ -8,14 +8,24 @@ against Confluent, Karapace or the embedded stand-in.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import struct
 import threading
+import warnings
 from typing import Any
 
 import fastavro
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+with warnings.catch_warnings():
+    # The registry client imports authlib, which warns about its own httpx integration
+    # at import time: noise for a user, nothing Vigie can act on. authlib installs an
+    # "always" filter for its warnings when imported, so ours must be added after it.
+    with contextlib.suppress(ImportError):
+        import authlib.deprecate  # noqa: F401
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from vigie.schemas.contracts import Contract
 
