@@ -14,17 +14,18 @@ from typer.testing import CliRunner
 from vigie.cli import app
 
 runner = CliRunner()
-COMMANDS = ["up", "demo", "status", "migrate", "worker"]
+COMMANDS = ["up", "demo", "status", "migrate", "worker", "mappings report"]
 
 
 def test_help_on_every_subcommand() -> None:
     top = runner.invoke(app, ["--help"])
     assert top.exit_code == 0
     for command in COMMANDS:
-        assert command in top.output
-        result = runner.invoke(app, [command, "--help"])
+        assert command.split()[0] in top.output
+        result = runner.invoke(app, [*command.split(), "--help"])
         assert result.exit_code == 0, command
         assert "--data-dir" in result.output
+    assert runner.invoke(app, ["classify", "--help"]).exit_code == 0
 
 
 def test_status_json_lists_the_72_organizations_on_a_fresh_data_dir(tmp_path: Path) -> None:
@@ -70,3 +71,30 @@ def test_invalid_environment_setting_is_reported(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
     assert result.returncode == 2
     assert "sink_batch_max" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_classify_reads_stdin_and_prints_json_lines() -> None:
+    lines = "rdv médecin\n01\n\nchez le chiro\nxyz qwerty\n"
+    result = runner.invoke(app, ["classify", "--css", "montreal"], input=lines)
+    assert result.exit_code == 0, result.output
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["category"] for o in out] == ["sante_rdv", "maladie", "inconnu", "sante_rdv", "inconnu"]
+    assert out[1]["by"] == "local_code" and out[0]["by"] == "text"
+    assert all({"text", "category", "confidence"} <= set(o) for o in out)
+    assert out[0]["text"] == "rdv médecin"
+
+
+def test_classify_without_css_does_not_use_local_codes() -> None:
+    result = runner.invoke(app, ["classify"], input="01\n")
+    assert json.loads(result.stdout)["category"] == "inconnu"
+
+
+def test_classify_refuses_an_unknown_css() -> None:
+    result = subprocess.run([sys.executable, "-m", "vigie.cli", "classify", "--css", "atlantis"],
+                            input="x\n", capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "unknown organization code 'atlantis'" in result.stderr
+
+
+def test_mappings_report_on_an_empty_data_dir(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["mappings", "report", "--json", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0 and json.loads(result.stdout) == []

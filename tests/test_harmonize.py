@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vigie.streams.absence import CANONICAL_REASONS
-from vigie.streams.harmonize import BANDS, HarmonizationError, Harmonizer, band_of
+from vigie.streams.harmonize import BANDS, Harmonizer, Unmapped, band_of
+from vigie.streams.rejection import RecordRefused
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_grade_scales(harmonizer, scale, result, percent, band, passed) -> None:
 @pytest.mark.parametrize(("scale", "result"), [("percent", "abs?"), ("percent", "120"), ("letter", "Z"),
                                                ("pass_fail", "maybe"), ("stanine", "5")])  # fmt: skip
 def test_bad_grades_are_invalid(harmonizer: Harmonizer, scale: str, result: str) -> None:
-    with pytest.raises(HarmonizationError):
+    with pytest.raises(RecordRefused):
         harmonizer.grade(scale, result)
 
 
@@ -76,11 +77,11 @@ def test_bands_cover_0_to_100() -> None:
 def test_status_jobs_leaves(harmonizer: Harmonizer) -> None:
     assert harmonizer.status("pres") == "present"
     assert harmonizer.status("L") == "retard"
-    with pytest.raises(HarmonizationError):
+    with pytest.raises(RecordRefused):
         harmonizer.status("?")
     assert harmonizer.job_class("montreal", "4201") == "enseignant"
     assert harmonizer.job_class("laval", "TCH") == "enseignant"
-    assert harmonizer.job_class("laval", "4201") == "inconnu"
+    assert harmonizer.job_class("laval", "4201") is None
     assert harmonizer.leave_type("cnesst") == "accident_travail"
     assert harmonizer.leave_type("ZZ") == "autre"
 
@@ -95,3 +96,29 @@ def test_mapping_version_follows_the_mapping_files(tmp_path, harmonizer: Harmoni
     assert Harmonizer(copy).version == harmonizer.version
     (copy / "leave_types.csv").write_text((copy / "leave_types.csv").read_text() + "SAB,personnel\n")
     assert Harmonizer(copy).version != harmonizer.version
+
+
+def test_unmapped_codes_and_texts_are_reported_not_guessed(harmonizer: Harmonizer) -> None:
+    unmapped: list[Unmapped] = []
+    rec = {"status_code": "A", "absence_code": "13X", "absence_text": None}
+    assert harmonizer.attendance("montreal", rec, unmapped)["absence_reason"] == "inconnu"
+    rec = {"status_code": "ABS", "absence_code": None, "absence_text": "voir agenda"}
+    assert harmonizer.attendance("phares", rec, unmapped)["reason_mapped"] is False
+    staff = harmonizer.staff("laval", {"job_code": "ZZ9", "leave_type": "SAB"}, unmapped)
+    assert staff == {"job_class": "inconnu", "leave_type": "autre"}
+    batch = {"scale": "percent", "subject_code": "HIS", "competency_code": "LIRE"}
+    grades = harmonizer.grades("laval", batch, {"result": "71", "sex": "f"}, unmapped)
+    assert (grades["subject_code"], grades["competency_code"], grades["sex"]) == ("inconnu", "lire", "F")
+    assert unmapped == [
+        Unmapped("montreal", "attendance", "absence_code", "13X"),
+        Unmapped("phares", "attendance", "absence_text", "voir agenda"),
+        Unmapped("laval", "staff", "job_code", "ZZ9"),
+        Unmapped("laval", "staff", "leave_type", "SAB"),
+        Unmapped("laval", "grades", "subject_code", "HIS"),
+    ]
+
+
+def test_subject_codes_are_per_css_with_network_defaults(harmonizer: Harmonizer) -> None:
+    assert harmonizer.subject("montreal", "132") == "francais"
+    assert harmonizer.subject("laval", "132") is None
+    assert harmonizer.subject("english-montreal", "ELA") == "english_language_arts"

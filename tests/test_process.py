@@ -128,7 +128,12 @@ def test_invalid_records_are_refused_one_by_one(stage_context, organizations) ->
     out = process_batch("laval", Dataset.ATTENDANCE, batch, stage_context)
     assert len(out.records) == len(batch["marks"]) - 2
     assert {r.event_id for r in out.rejections} == {m["event_id"] for m in batch["marks"][:2]}
-    assert all(r.reason_code == "invalid_record" for r in out.rejections)
+    by_event = {r.event_id: r for r in out.rejections}
+    status = by_event[batch["marks"][0]["event_id"]]
+    date_ = by_event[batch["marks"][1]["event_id"]]
+    assert (status.stage, status.reason_code) == ("harmonize", "unknown_status")
+    assert (date_.stage, date_.reason_code) == ("validate", "implausible_date")
+    assert status.record is batch["marks"][0]  # the original record goes to the dead letter
     # Reasons describe the rule, never a person.
     assert not any(batch["marks"][0]["last_name"] in r.reason for r in out.rejections)
 

@@ -162,6 +162,84 @@ def migrate(
 
 
 @app.command()
+def classify(
+    css: Annotated[
+        str | None, typer.Option("--css", help="Organization code: try its local absence codes first.")
+    ] = None,
+) -> None:
+    """Classify motifs d'absence read on stdin, one per line; print one JSON object per line.
+
+    Each object has text, category (one of the 12 canonical reasons), confidence, mapped
+    and by ('local_code' or 'text'). Unknown or empty input gives 'inconnu', never an error.
+    """
+    import sys
+
+    from vigie.reference.organizations import load_organizations
+    from vigie.streams.absence import AbsenceClassifier
+
+    settings = _settings(None)
+    if css is not None and css not in load_organizations(settings.organizations_file):
+        raise _fail(f"unknown organization code {css!r} (see `vigie status` for the list)", 2)
+    classifier = AbsenceClassifier.from_dir(settings.mappings_dir)
+    for line in sys.stdin:
+        text = line.rstrip("\r\n")
+        found, by = None, "text"
+        if css is not None:
+            found, by = classifier.classify_code(css, text), "local_code"
+        if found is None or not found.mapped:
+            found, by = classifier.classify_text(text), "text"
+        out = {"text": text, "category": found.category, "confidence": found.confidence,
+               "mapped": found.mapped, "by": by}  # fmt: skip
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+
+
+mappings_app = typer.Typer(help="Data-steward tools for the harmonization mappings.", no_args_is_help=True)
+app.add_typer(mappings_app, name="mappings")
+
+
+@mappings_app.command("report")
+def mappings_report(
+    css: Annotated[str | None, typer.Option("--css", help="Only this organization.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Per CSS, the local codes and texts seen that no mapping covered, with counts.
+
+    Fix them in vigie/streams/mappings/ (per-CSS code lists, keywords, subjects, jobs);
+    these values are never stored in the warehouse.
+    """
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from vigie.reference.organizations import load_organizations
+    from vigie.streams.stewardship import StewardshipLog
+
+    settings = _settings(data_dir)
+    if css is not None and css not in load_organizations(settings.organizations_file):
+        raise _fail(f"unknown organization code {css!r}", 2)
+    entries = []
+    if settings.stewardship_file.exists():
+        log = StewardshipLog(settings.stewardship_file)
+        try:
+            entries = log.report(css)
+        finally:
+            log.close()
+    if json_out:
+        print(json.dumps([asdict(e) for e in entries], ensure_ascii=False, indent=2))
+        return
+    if not entries:
+        console.print(f"No unmapped code or text recorded in {settings.data_dir}.")
+        return
+    table = Table(title="Unmapped codes and texts (not stored in the warehouse)")
+    for column in ("CSS", "dataset", "field", "value", "count", "last seen (UTC)"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for e in entries:
+        table.add_row(e.css, e.dataset, e.field, e.value, f"{e.count:,}", e.last_seen)
+    console.print(table)
+
+
+@app.command()
 def worker(data_dir: DataDir = None) -> None:
     """Run the Faust worker alone, against an external broker and registry.
 

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     )
     pseudonym_key_id: str = Field("", description="Id stored beside pseudonyms; default: derived.")
 
+    consent_reload_s: float = Field(2.0, description="How often the consent file is checked for changes.")
     warehouse_database: str = "vigie"
     stream_batch_max: int = Field(200, description="Raw messages per stream take() batch.")
     stream_batch_within_s: float = 0.2
@@ -54,6 +55,10 @@ class Settings(BaseSettings):
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse"
+
+    @property
+    def stewardship_file(self) -> Path:
+        return self.data_dir / "stewardship.sqlite"
 
     @property
     def runtime_file(self) -> Path:

@@ -63,6 +63,10 @@ STATUS_STYLES = (("P", "A", "R", "D"), ("PRES", "ABS", "RET", "DH"))
 EN_STATUS = ("P", "A", "L", "E")
 SUBJECTS = (("FRA", ("LIRE", "ECRIRE", "COMM")), ("MAT", ("RESOUDRE", "RAISONNER")),
             ("ANG", ("INTERACT", "REINVEST")), ("SCI", ("EXPLIQUER",)))  # fmt: skip
+EN_SUBJECTS = (("ELA", ("READ", "WRITE", "TALK")), ("MATH", ("SOLVE", "REASON")),
+               ("FSL", ("INTERACT", "REINVEST")), ("SCT", ("EXPLAIN",)))  # fmt: skip
+MONTREAL_SUBJECTS = (("132", ("LIRE", "ECRIRE")), ("063", ("C1", "C2")), ("134", ("INTERACT",)),
+                     ("055", ("EXPLIQUER",)), ("069", ("C1",)))  # fmt: skip
 JOB_CODES = {"default": ("ENS", "ENS", "ENS", "SUP", "TES", "PNE", "CP", "SEC", "CONC", "DIR"),
              "en": ("TCH", "TCH", "TCH", "SUBT", "SPED", "PRIN", "SEC"),
              "montreal": ("4201", "4201", "4202", "4285", "5301", "DIR")}  # fmt: skip
@@ -118,6 +122,10 @@ class SimulatedCss:
         self.jobs = JOB_CODES.get(self.org.code) or JOB_CODES["en" if self.english else "default"]
         self.malformed = self.org.code in MALFORMED_CSS
         self.source_system = ("GPI", "Mozaïk", "Lumix")[self.rng.randrange(3)]
+        # Montréal keeps numeric subject codes, one of them unknown to the mappings.
+        self.subjects = (
+            MONTREAL_SUBJECTS if self.org.code == "montreal" else EN_SUBJECTS if self.english else SUBJECTS
+        )
 
     # -- rosters ---------------------------------------------------------------------------
     def roster(self, group: int) -> list[Student]:
@@ -182,7 +190,7 @@ class SimulatedCss:
         seq = self.evaluation_seq
         self.evaluation_seq += 1
         group = self.rng.randrange(self.groups)
-        subject, competencies = SUBJECTS[seq % len(SUBJECTS)]
+        subject, competencies = self.subjects[seq % len(self.subjects)]
         competency = competencies[seq % len(competencies)]
         results = []
         for s in self.roster(group):

@@ -20,10 +20,11 @@ from vigie.sinks.agents import register_sink_agents
 from vigie.sinks.migrate import migrate_up
 from vigie.sinks.warehouse import ChdbWarehouse
 from vigie.streams.agents import register_stream_agents
-from vigie.streams.consent import ConsentRegistry
+from vigie.streams.consent import ConsentWatcher
 from vigie.streams.harmonize import Harmonizer
 from vigie.streams.process import StageContext
 from vigie.streams.pseudonymize import load_pseudonymizer
+from vigie.streams.stewardship import StewardshipLog
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 def build_app(settings: Settings) -> tuple[faust.App, ChdbWarehouse]:
     """Resolve every dependency once and wire the agents and views on a Faust app."""
     organizations = load_organizations(settings.organizations_file)
-    consent = ConsentRegistry.load(settings.consent_file)
+    consent = ConsentWatcher(settings.consent_file, settings.consent_reload_s)
     key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
     pseudonymizer = load_pseudonymizer(
         key, settings.pseudonym_key_file, settings.pseudonym_key_id,
@@ -62,7 +63,7 @@ def build_app(settings: Settings) -> tuple[faust.App, ChdbWarehouse]:
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
-    register_stream_agents(app, ctx, codec, settings)
+    register_stream_agents(app, ctx, codec, StewardshipLog(settings.stewardship_file), settings)
     register_sink_agents(app, warehouse, codec, settings)
 
     state: dict[str, Any] = {"assigned": False}
@@ -79,7 +80,7 @@ def build_app(settings: Settings) -> tuple[faust.App, ChdbWarehouse]:
     async def status(web: Any, _request: Any) -> Any:
         loop = app.loop
         rows = await loop.run_in_executor(
-            None, network_status, warehouse, organizations, consent, date.today()
+            None, network_status, warehouse, organizations, consent.current(), date.today()
         )
         return web.json(status_to_json(rows))
 

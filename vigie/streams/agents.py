@@ -15,19 +15,28 @@ import faust
 from vigie.schemas.contracts import DEAD_LETTER_TOPIC, Dataset, curated_topic, raw_topic
 from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
-from vigie.streams.curate import RawMessage, curate_messages
+from vigie.streams.curate import RawMessage, StageOutput, curate_messages
 from vigie.streams.process import StageContext
+from vigie.streams.stewardship import StewardshipLog
 
 log = logging.getLogger(__name__)
 
 
-def register_stream_agents(app: faust.App, ctx: StageContext, codec: AvroCodec, settings: Settings) -> None:
-    """Declare the curate agent over every raw topic of every organization."""
+def register_stream_agents(
+    app: faust.App, ctx: StageContext, codec: AvroCodec, stewardship: StewardshipLog, settings: Settings
+) -> None:
+    """Declare the curate agent over every raw topic of every organization; unmapped codes
+    and texts go to the stewardship log."""
     raw_topics = [raw_topic(css, ds) for css in ctx.organizations for ds in Dataset]
     source = app.topic(*raw_topics, value_serializer="raw", key_serializer="raw")
     curated = {ds: app.topic(curated_topic(ds), value_serializer="raw") for ds in Dataset}
     dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
     mapping_version = ctx.harmonizer.version
+
+    def run_stage(messages: list[RawMessage]) -> StageOutput:
+        out = curate_messages(messages, ctx, codec, mapping_version)
+        stewardship.record(out.unmapped)
+        return out
 
     async def curate(stream: faust.StreamT[Any]) -> None:
         # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
@@ -42,7 +51,7 @@ def register_stream_agents(app: faust.App, ctx: StageContext, codec: AvroCodec, 
             ]
             # Decoding, processing and encoding run off the event loop so that
             # consumer heartbeats keep flowing during a large batch.
-            out = await loop.run_in_executor(None, curate_messages, messages, ctx, codec, mapping_version)
+            out = await loop.run_in_executor(None, run_stage, messages)
             pending = [await curated[ds].send(value=value) for ds, value in out.curated.items()]
             pending += [await dead.send(value=value) for value in out.dead_letters]
             await asyncio.gather(*pending)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import csv
+import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from vigie.schemas.contracts import Dataset
+
+log = logging.getLogger(__name__)
 
 
 class ConsentFileError(ValueError):
@@ -63,3 +69,57 @@ class ConsentRegistry:
                 raise ConsentFileError(f"{path}:{line}: malformed consent row ({exc})") from exc
             consents[(consent.css, consent.dataset)] = consent
         return cls(consents)
+
+
+class ConsentWatcher:
+    """The consent registry, reloaded without restart when its file changes.
+
+    The file's modification time and size are checked at most every ``check_every_s``
+    seconds. A file that fails to parse leaves the previous registry in force (and is
+    reported through ``last_error``): a typo in the consent file must not open the gate
+    nor shut the whole network out.
+    """
+
+    def __init__(
+        self, path: Path, check_every_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = path
+        self._check_every_s = check_every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.registry = ConsentRegistry.load(path)
+        self._stamp = self._file_stamp()
+        self._checked_at = clock()
+        self.last_error: str | None = None
+        self.reloads = 0
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def current(self) -> ConsentRegistry:
+        """The registry in force, reloading it first if the file changed."""
+        now = self._clock()
+        if now - self._checked_at < self._check_every_s:
+            return self.registry
+        with self._lock:
+            self._checked_at = now
+            stamp = self._file_stamp()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self.registry = ConsentRegistry.load(self.path)
+                except ConsentFileError as exc:
+                    self.last_error = str(exc)
+                    log.error("consent file not reloaded, previous consents stay in force: %s", exc)
+                else:
+                    self.last_error = None
+                    self.reloads += 1
+                    log.info("consent file reloaded: %d consents", len(self.registry.consents))
+        return self.registry
+
+    def allows(self, css: str, dataset: Dataset, on: date) -> bool:
+        return self.current().allows(css, dataset, on)

@@ -7,7 +7,7 @@ tested without a broker; the Faust agent only feeds it and sends what it returns
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from vigie import metrics
 from vigie.schemas.contracts import (
     CURATED_RECORDS_FIELD,
     DEAD_LETTER_CONTRACT,
+    RAW_RECORDS_FIELD,
     Dataset,
     curated_contract,
     load_contract,
@@ -23,7 +24,9 @@ from vigie.schemas.contracts import (
     raw_contract,
 )
 from vigie.schemas.wire import AvroCodec, WireFormatError
-from vigie.streams.process import Rejection, StageContext, process_batch
+from vigie.streams.harmonize import Unmapped
+from vigie.streams.process import StageContext, process_batch
+from vigie.streams.rejection import Reason, Rejection, Stage
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,13 @@ class RawMessage:
 
 @dataclass
 class StageOutput:
-    """Encoded messages to send: at most one curated batch per dataset, and dead letters."""
+    """Encoded messages to send (at most one curated batch per dataset, and dead letters),
+    and the unmapped codes and texts seen, with counts, for the data stewards."""
 
     curated: dict[Dataset, bytes] = field(default_factory=dict)
     dead_letters: list[bytes] = field(default_factory=list)
     curated_records: int = 0
+    unmapped: Counter[Unmapped] = field(default_factory=Counter)
 
 
 def _dead_letter_id(msg: RawMessage, suffix: str) -> str:
@@ -56,8 +61,11 @@ def dead_letter(
     now: datetime,
     css: str | None,
     dataset: Dataset | None,
+    payload: bytes | None = None,
 ) -> dict[str, Any]:
-    """The dead-letter record for one refusal (payload only where it may be kept)."""
+    """The dead-letter record for one refusal. The payload is the original message, or for a
+    refusal about one record that record alone (same raw contract); none where nothing may
+    be kept."""
     return {
         "dead_letter_id": _dead_letter_id(msg, rejection.event_id or rejection.reason_code),
         "failed_at": now,
@@ -71,7 +79,7 @@ def dead_letter(
         "dataset": dataset.value if dataset else None,
         "event_id": rejection.event_id,
         "record_count": rejection.record_count,
-        "payload": msg.value if rejection.keep_payload else None,
+        "payload": (payload or msg.value) if rejection.keep_payload else None,
     }
 
 
@@ -82,30 +90,34 @@ def curate_messages(
     now = datetime.now(UTC)
     curated: dict[Dataset, list[dict[str, Any]]] = defaultdict(list)
     letters: list[dict[str, Any]] = []
+    out = StageOutput()
     for msg in messages:
         try:
             css, dataset = parse_raw_topic(msg.topic)
         except ValueError:
-            letters.append(
-                dead_letter(msg, Rejection("decode", "unknown_topic", "not a raw topic", 0), now, None, None)
-            )
+            rejection = Rejection(Stage.DECODE, Reason.UNKNOWN_TOPIC, "not a raw topic", 0)
+            letters.append(dead_letter(msg, rejection, now, None, None))
             continue
         metrics.STREAM_MESSAGES.labels(dataset.value).inc()
         try:
             batch = codec.decode(msg.value, raw_contract(dataset))
         except WireFormatError as exc:
-            rejection = Rejection("decode", "undecodable", str(exc), 0)
+            rejection = Rejection(Stage.DECODE, Reason.UNDECODABLE, str(exc), 0)
             letters.append(dead_letter(msg, rejection, now, css, dataset))
             continue
         outcome = process_batch(css, dataset, batch, ctx)
         curated[dataset].extend(outcome.records)
         metrics.STREAM_RECORDS.labels(dataset.value, css, "curated").inc(len(outcome.records))
+        out.unmapped.update(outcome.unmapped)
         for rejection in outcome.rejections:
-            letters.append(dead_letter(msg, rejection, now, css, dataset))
+            payload = None
+            if rejection.record is not None:
+                single = {**batch, RAW_RECORDS_FIELD[dataset]: [rejection.record]}
+                payload = codec.encode(raw_contract(dataset), single)
+            letters.append(dead_letter(msg, rejection, now, css, dataset, payload))
             metrics.STREAM_RECORDS.labels(dataset.value, css, rejection.reason_code).inc(
                 rejection.record_count
             )
-    out = StageOutput()
     for dataset, records in curated.items():
         if records:
             out.curated[dataset] = codec.encode(

@@ -1,45 +1,32 @@
 """The stream stage as one pure function over a decoded raw batch.
 
+Stages run in order: validate → CSS check → consent gate → de-identify → harmonize.
 ``process_batch`` knows nothing about Kafka: it takes the CSS and dataset of the
-topic a batch arrived on, the decoded batch, and a context; it returns the curated
-records and the refusals. Running it twice on the same input gives the same output
-(the at-least-once delivery of the stage above makes that a requirement).
+topic a batch arrived on, the decoded batch and a context; it returns the curated
+records, the refusals and what could not be mapped. Running it twice on the same
+input gives the same output (at-least-once delivery makes that a requirement).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import date
+from typing import Any, Protocol
 
 from vigie.reference.organizations import Organization
 from vigie.schemas.contracts import RAW_RECORDS_FIELD, Dataset
-from vigie.streams.consent import ConsentRegistry
-from vigie.streams.harmonize import HarmonizationError, Harmonizer
-from vigie.streams.pseudonymize import (
-    STAFF_AGE_BANDS,
-    STUDENT_AGE_BANDS,
-    Pseudonymizer,
-    age_band,
-)
-
-EARLIEST_PLAUSIBLE = date(2000, 1, 1)
-STAFF_CHANGE_TYPES = frozenset(
-    {"hire", "departure", "leave_start", "leave_end", "position_open", "position_filled"}
-)
+from vigie.streams.deidentify import staff_identity, student_identity
+from vigie.streams.harmonize import Harmonizer, Unmapped
+from vigie.streams.pseudonymize import Pseudonymizer
+from vigie.streams.rejection import Reason, RecordRefused, Rejection, Stage
+from vigie.streams.validate import validate_record
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """A refusal: the stage, a machine reason code and a human reason without identifiers."""
+class ConsentSource(Protocol):
+    """Anything that can tell whether a CSS consented to a dataset on a date."""
 
-    stage: str
-    reason_code: str
-    reason: str
-    record_count: int = 1
-    event_id: str | None = None
-    keep_payload: bool = True
+    def allows(self, css: str, dataset: Dataset, on: date) -> bool: ...
 
 
 @dataclass
@@ -48,6 +35,7 @@ class Outcome:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    unmapped: list[Unmapped] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -55,158 +43,138 @@ class StageContext:
     """Everything the stages need, resolved once at start-up."""
 
     organizations: dict[str, Organization]
-    consent: ConsentRegistry
+    consent: ConsentSource
     pseudonymizer: Pseudonymizer
     harmonizer: Harmonizer
     today: Callable[[], date] = date.today
 
 
-class InvalidRecord(ValueError):
-    """A record that breaks a business rule; it goes to the dead-letter topic."""
+Curator = Callable[[dict[str, Any], dict[str, Any], StageContext, str, list[Unmapped]], dict[str, Any]]
 
 
-def _plausible(d: date, today: date, what: str, ahead_days: int = 1) -> None:
-    if not EARLIEST_PLAUSIBLE <= d <= today + timedelta(days=ahead_days):
-        raise InvalidRecord(f"implausible {what} {d.isoformat()}")
+def _times(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"occurred_at": rec["occurred_at"], "detected_at": rec["detected_at"]}
 
 
-def _check_times(rec: dict[str, Any], today: date) -> None:
-    occurred: datetime = rec["occurred_at"]
-    _plausible(occurred.date(), today, "occurred_at")
-
-
-def _attendance(batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str) -> dict[str, Any]:
-    sheet_date: date = batch["sheet_date"]
-    _plausible(sheet_date, ctx.today(), "sheet_date")
-    _check_times(rec, ctx.today())
-    if not 1 <= batch["period"] <= 12:
-        raise InvalidRecord(f"period {batch['period']} outside 1-12")
-    status = ctx.harmonizer.status(rec["status_code"])
-    reason, mapped = None, True
-    if status != "present":
-        found = ctx.harmonizer.absence.classify(css, rec["absence_code"], rec["absence_text"])
-        reason, mapped = found.category, found.mapped
-    p = ctx.pseudonymizer
+def _attendance(
+    batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
+) -> dict[str, Any]:
+    on: date = batch["sheet_date"]
     return {
         "event_id": rec["event_id"],
         "css": css,
         "school_code": batch["school_code"],
         "group_code": batch["group_code"],
         "period": batch["period"],
-        "sheet_date": sheet_date,
-        "student_pseudonym": p.pseudonym(css, "student", rec["student_local_id"]),
-        "key_id": p.key_id,
-        "age_band": age_band(rec["birth_date"], sheet_date, STUDENT_AGE_BANDS, "18+"),
-        "status": status,
-        "absence_reason": reason,
-        "reason_mapped": mapped,
-        "occurred_at": rec["occurred_at"],
-        "detected_at": rec["detected_at"],
+        "sheet_date": on,
+        **student_identity(css, rec, on, ctx.pseudonymizer),
+        **ctx.harmonizer.attendance(css, rec, unmapped),
+        **_times(rec),
     }
 
 
-def _grades(batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str) -> dict[str, Any]:
-    evaluated: date = batch["evaluation_date"]
-    _plausible(evaluated, ctx.today(), "evaluation_date")
-    _check_times(rec, ctx.today())
-    if not 1 <= batch["etape"] <= 3:
-        raise InvalidRecord(f"étape {batch['etape']} outside 1-3")
-    result = ctx.harmonizer.grade(batch["scale"], rec["result"])
-    sex = (rec["sex"] or "").strip().upper()[:1] or None
-    p = ctx.pseudonymizer
+def _grades(
+    batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
+) -> dict[str, Any]:
+    on: date = batch["evaluation_date"]
     return {
         "event_id": rec["event_id"],
         "css": css,
         "school_code": batch["school_code"],
         "group_code": batch["group_code"],
         "level": batch["level"],
-        "subject_code": batch["subject_code"],
-        "competency_code": batch["competency_code"],
         "etape": batch["etape"],
-        "evaluation_date": evaluated,
-        "student_pseudonym": p.pseudonym(css, "student", rec["student_local_id"]),
-        "key_id": p.key_id,
-        "age_band": age_band(rec["birth_date"], evaluated, STUDENT_AGE_BANDS, "18+"),
-        "sex": sex if sex in {"F", "M", "X"} else None,
-        "result_percent": result.percent,
-        "result_band": result.band,
-        "passed": result.passed,
-        "occurred_at": rec["occurred_at"],
-        "detected_at": rec["detected_at"],
+        "evaluation_date": on,
+        **student_identity(css, rec, on, ctx.pseudonymizer),
+        **ctx.harmonizer.grades(css, batch, rec, unmapped),
+        **_times(rec),
     }
 
 
-def _staff(batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str) -> dict[str, Any]:
-    effective: date = rec["effective_date"]
-    _plausible(effective, ctx.today(), "effective_date", ahead_days=366)
-    _check_times(rec, ctx.today())
-    if rec["change_type"] not in STAFF_CHANGE_TYPES:
-        raise InvalidRecord(f"unknown change_type {rec['change_type'][:20]!r}")
-    p = ctx.pseudonymizer
+def _staff(
+    _batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
+) -> dict[str, Any]:
+    on: date = rec["effective_date"]
     return {
         "event_id": rec["event_id"],
         "css": css,
-        "staff_pseudonym": p.pseudonym(css, "staff", rec["employee_number"]),
-        "key_id": p.key_id,
-        "age_band": age_band(rec["birth_date"], effective, STAFF_AGE_BANDS, "55+"),
-        "job_class": ctx.harmonizer.job_class(css, rec["job_code"]),
+        **staff_identity(css, rec, on, ctx.pseudonymizer),
+        **ctx.harmonizer.staff(css, rec, unmapped),
         "change_type": rec["change_type"],
-        "leave_type": ctx.harmonizer.leave_type(rec["leave_type"]),
         "school_code": rec["school_code"],
         "legally_qualified": rec["legally_qualified"],
-        "effective_date": effective,
-        "occurred_at": rec["occurred_at"],
-        "detected_at": rec["detected_at"],
+        "effective_date": on,
+        **_times(rec),
     }
 
 
-_CURATORS: dict[Dataset, Callable[[dict[str, Any], dict[str, Any], StageContext, str], dict[str, Any]]] = {
+CURATORS: dict[Dataset, Curator] = {
     Dataset.ATTENDANCE: _attendance,
     Dataset.GRADES: _grades,
     Dataset.STAFF: _staff,
 }
 
 
-def _batch_date(dataset: Dataset, batch: dict[str, Any], today: date) -> date:
+def _consent_date(dataset: Dataset, batch: dict[str, Any], today: date) -> date:
+    """The date a batch's facts belong to: consent must cover it."""
     if dataset is Dataset.ATTENDANCE:
-        return batch["sheet_date"]
+        on: date = batch["sheet_date"]
+        return on
     if dataset is Dataset.GRADES:
-        return batch["evaluation_date"]
+        on = batch["evaluation_date"]
+        return on
     return today
+
+
+def check_css(topic_css: str, batch: dict[str, Any], ctx: StageContext, n: int) -> Rejection | None:
+    """The organization must be known, and a connector may publish only for its own CSS."""
+    if topic_css not in ctx.organizations:
+        return Rejection(Stage.CSS_CHECK, Reason.UNKNOWN_CSS, "topic names an unknown organization", n)
+    if batch["css"] != topic_css:
+        return Rejection(
+            Stage.CSS_CHECK, Reason.CSS_MISMATCH, "payload CSS differs from the CSS of its raw topic", n
+        )
+    return None
 
 
 def process_batch(topic_css: str, dataset: Dataset, batch: dict[str, Any], ctx: StageContext) -> Outcome:
     """Validate, check the CSS, gate on consent, de-identify and harmonize one raw batch."""
-    records: list[dict[str, Any]] = batch[RAW_RECORDS_FIELD[dataset]]
-    n = len(records)
-    if topic_css not in ctx.organizations:
-        return Outcome(
-            rejections=[Rejection("css_check", "unknown_css", "topic names an unknown organization", n)]
-        )
-    if batch["css"] != topic_css:
-        return Outcome(
-            rejections=[
-                Rejection("css_check", "css_mismatch", "payload CSS differs from the CSS of its raw topic", n)
-            ]
-        )
-    if not ctx.consent.allows(topic_css, dataset, _batch_date(dataset, batch, ctx.today())):
-        # Not stored anywhere: only counted, so the status view can show "no consent".
-        return Outcome(
-            rejections=[
-                Rejection(
-                    "consent",
-                    "no_consent",
-                    f"no valid consent for dataset {dataset.value}",
-                    n,
-                    keep_payload=False,
-                )
-            ]
-        )
-    curate = _CURATORS[dataset]
     out = Outcome()
-    for rec in records:
+    today = ctx.today()
+    # Known up front so that no record of an unconsented dataset is kept, not even in a
+    # dead letter; the refusal itself is reported in stage order, after validation.
+    consented = ctx.consent.allows(topic_css, dataset, _consent_date(dataset, batch, today))
+    valid = []
+    for rec in batch[RAW_RECORDS_FIELD[dataset]]:
         try:
-            out.records.append(curate(batch, rec, ctx, topic_css))
-        except (InvalidRecord, HarmonizationError) as exc:
-            out.rejections.append(Rejection("validate", "invalid_record", str(exc), 1, rec["event_id"]))
+            validate_record(dataset, batch, rec, today)
+        except RecordRefused as refused:
+            out.rejections.append(_refusal(refused, rec, keep=consented))
+        else:
+            valid.append(rec)
+    if not valid:
+        return out
+    batch_refusal = check_css(topic_css, batch, ctx, len(valid))
+    if batch_refusal is None and not consented:
+        # Neither forwarded nor kept: only counted, so the status view can show "no consent".
+        batch_refusal = Rejection(
+            Stage.CONSENT, Reason.NO_CONSENT, f"no valid consent for dataset {dataset.value}",
+            len(valid), keep_payload=False,
+        )  # fmt: skip
+    if batch_refusal is not None:
+        out.rejections.append(batch_refusal)
+        return out
+    curate = CURATORS[dataset]
+    for rec in valid:
+        try:
+            out.records.append(curate(batch, rec, ctx, topic_css, out.unmapped))
+        except RecordRefused as refused:
+            out.rejections.append(_refusal(refused, rec))
     return out
+
+
+def _refusal(refused: RecordRefused, rec: dict[str, Any], keep: bool = True) -> Rejection:
+    return Rejection(
+        refused.stage, refused.reason_code, refused.reason, 1, rec.get("event_id"),
+        rec if keep else None, keep_payload=keep,
+    )  # fmt: skip
