@@ -30,11 +30,14 @@ def vigie(
 
 
 @contextmanager
-def vigie_up(data_dir: Path, timeout_s: float = 120) -> Iterator[tuple[subprocess.Popen[str], RuntimeInfo]]:
+def vigie_up(
+    data_dir: Path, timeout_s: float = 120, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], RuntimeInfo]]:
     """`vigie up` in the background until the worker is ready; SIGINT and wait on exit."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "vigie.cli", "up", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **TEST_ENV},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **TEST_ENV, **(env or {})},
     )  # fmt: skip
     runtime_file = data_dir / "runtime.json"
     deadline = time.monotonic() + timeout_s
