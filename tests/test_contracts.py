@@ -137,7 +137,8 @@ def test_registry_stand_in_gives_one_id_per_schema_and_persists(registry, tmp_pa
 def test_date_and_timestamp_logical_types_round_trip(codec: AvroCodec) -> None:
     contract = raw_contract(Dataset.STAFF)
     now = datetime(2026, 11, 20, 13, 0, 1, 123000, tzinfo=UTC)
-    change = {"event_id": "e", "employee_number": "E1", "first_name": None, "last_name": None,
+    change = {"event_id": "e", "record_key": "r", "op": "upsert",
+              "employee_number": "E1", "first_name": None, "last_name": None,
               "birth_date": date(1980, 2, 29), "email": None, "phone": None, "job_code": "ENS",
               "change_type": "hire", "leave_type": None, "school_code": None, "legally_qualified": True,
               "effective_date": date(2026, 11, 20), "occurred_at": now, "detected_at": now}  # fmt: skip

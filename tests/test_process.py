@@ -39,7 +39,8 @@ def _forms(d: date) -> set[str]:
 def test_no_identifier_reaches_a_curated_attendance_record(
     stage_context: StageContext, first: str, last: str, birth: date, cp: str, postal: str, text: str
 ) -> None:
-    mark = {"event_id": "e1", "student_local_id": "S-1", "code_permanent": cp, "first_name": first,
+    mark = {"event_id": "e1", "record_key": "r1", "op": "upsert",
+            "student_local_id": "S-1", "code_permanent": cp, "first_name": first,
             "last_name": last, "birth_date": birth, "postal_code": postal, "status_code": "A",
             "absence_code": None, "absence_text": text, "occurred_at": NOW, "detected_at": NOW}  # fmt: skip
     batch = {"css": "phares", "source_system": "GPI", "school_code": "PHA001", "group_code": "G1",
@@ -57,7 +58,8 @@ def test_no_identifier_reaches_a_curated_attendance_record(
 def test_no_identifier_reaches_a_curated_staff_record(
     stage_context: StageContext, first: str, last: str, birth: date, number: str, email: str, phone: str
 ) -> None:
-    change = {"event_id": "e1", "employee_number": number, "first_name": first, "last_name": last,
+    change = {"event_id": "e1", "record_key": "r1", "op": "upsert",
+              "employee_number": number, "first_name": first, "last_name": last,
               "birth_date": birth, "email": email, "phone": phone, "job_code": "ENS",
               "change_type": "leave_start", "leave_type": "MAL", "school_code": "X1",
               "legally_qualified": True, "effective_date": TODAY,

@@ -122,3 +122,29 @@ def test_dead_letters_never_store_the_payload(warehouse) -> None:
         f"SELECT name FROM system.columns "
         f"WHERE database = '{warehouse.database}' AND table = 'dead_letters'")}  # fmt: skip
     assert "payload" not in columns
+
+
+def test_corrections_replace_deletions_hide_and_late_old_versions_lose(
+    warehouse, stage_context, organizations
+) -> None:
+    from datetime import timedelta
+
+    [batch, *_] = _curated(stage_context, organizations, "laval", 1)[Dataset.ATTENDANCE]
+    first = batch["marks"][0]
+    later = first["detected_at"] + timedelta(minutes=5)
+    corrected = {**first, "event_id": "v2", "status": "present", "absence_reason": None, "detected_at": later}
+    deleted = {**batch["marks"][1], "event_id": "del", "deleted": True, "detected_at": later}
+    stamp = {"mapping_version": "m1", "processed_at": datetime.now(UTC)}
+    table = f"{warehouse.database}.attendance_marks"
+    warehouse.insert_frame("attendance_marks", fact_frame(Dataset.ATTENDANCE, [batch]))
+    warehouse.insert_frame(
+        "attendance_marks", fact_frame(Dataset.ATTENDANCE, [{**stamp, "marks": [corrected, deleted]}])
+    )
+    # The first version arrives again late (redelivery): it must not win over the correction.
+    warehouse.insert_frame("attendance_marks", fact_frame(Dataset.ATTENDANCE, [{**stamp, "marks": [first]}]))
+
+    rows = {r["record_key"]: r for r in warehouse.query(f"SELECT * FROM {table} FINAL")}
+    assert len(rows) == len(batch["marks"]) - 1
+    assert rows[first["record_key"]]["event_id"] == "v2"
+    assert rows[first["record_key"]]["status"] == "present"
+    assert batch["marks"][1]["record_key"] not in rows

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from vigie.connectors.events import event_id
+from vigie.connectors.events import event_id, record_key
 from vigie.reference.organizations import Organization
 from vigie.schemas.contracts import Dataset
 
@@ -153,8 +153,12 @@ class SimulatedCss:
                 "first_name": s.first_name, "last_name": s.last_name,
                 "birth_date": s.birth_date, "postal_code": s.postal_code}  # fmt: skip
 
-    def _eid(self, dataset: Dataset, key: str) -> str:
-        return event_id(self.org.code, self.source_system, dataset.value, key, "1")
+    def _ids(self, dataset: Dataset, key: str) -> dict[str, str]:
+        return {
+            "event_id": event_id(self.org.code, self.source_system, dataset.value, key, "1"),
+            "record_key": record_key(self.org.code, self.source_system, dataset.value, key),
+            "op": "upsert",
+        }
 
     # -- batches ---------------------------------------------------------------------------
     def attendance_sheet(self, today: date, now: datetime) -> dict[str, Any]:
@@ -179,7 +183,7 @@ class SimulatedCss:
             if self.malformed and self.rng.random() < 0.01:
                 status = "?"
             key = f"{group}/{day}/{period}/{s.local_id}"
-            marks.append({"event_id": self._eid(Dataset.ATTENDANCE, key), **self._identity(s),
+            marks.append({**self._ids(Dataset.ATTENDANCE, key), **self._identity(s),
                           "status_code": status, "absence_code": code, "absence_text": text,
                           "occurred_at": now, "detected_at": now})  # fmt: skip
         return {"css": self.org.code, "source_system": self.source_system,
@@ -203,7 +207,7 @@ class SimulatedCss:
             if self.malformed and self.rng.random() < 0.02:
                 result = "abs?"
             key = f"ev{seq}/{s.local_id}"
-            results.append({"event_id": self._eid(Dataset.GRADES, key), **self._identity(s),
+            results.append({**self._ids(Dataset.GRADES, key), **self._identity(s),
                             "sex": s.sex, "result": result, "occurred_at": now, "detected_at": now})  # fmt: skip
         level = f"prim{1 + group % 6}" if group % 12 < 6 else f"sec{1 + group % 5}"
         return {"css": self.org.code, "source_system": self.source_system,
@@ -223,7 +227,7 @@ class SimulatedCss:
             )
             job = r.choice(self.jobs)
             changes.append({
-                "event_id": self._eid(Dataset.STAFF, f"chg{seq}"),
+                **self._ids(Dataset.STAFF, f"chg{seq}"),
                 "employee_number": f"E{seq % 5000:05d}", "first_name": first, "last_name": last,
                 "birth_date": date(1960 + r.randrange(40), 1 + r.randrange(12), 1 + r.randrange(28)),
                 "email": f"{first}.{last}@{self.org.code}.example".lower(), "phone": f"418-555-{r.randrange(10000):04d}",

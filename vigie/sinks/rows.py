@@ -36,9 +36,14 @@ def fact_frame(dataset: Dataset, batches: list[dict[str, Any]]) -> pd.DataFrame:
         stamp = {"mapping_version": batch["mapping_version"], "processed_at": batch["processed_at"]}
         rows.extend({**record, **stamp} for record in batch[field])
     frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
     for column in DATE_COLUMNS[dataset]:
-        if column in frame:
-            frame[column] = pd.to_datetime(frame[column])
+        frame[column] = pd.to_datetime(frame[column])
+    # The connector's detection time orders the versions of a source row: a late
+    # redelivery of an old version never replaces a newer one.
+    frame["row_version"] = frame["detected_at"].dt.as_unit("ms").astype("int64")
+    frame["is_deleted"] = frame.pop("deleted").astype("uint8")
     return frame
 
 

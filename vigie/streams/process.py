@@ -56,13 +56,22 @@ def _times(rec: dict[str, Any]) -> dict[str, Any]:
     return {"occurred_at": rec["occurred_at"], "detected_at": rec["detected_at"]}
 
 
+def _identity(rec: dict[str, Any], css: str) -> dict[str, Any]:
+    """The event's ids and whether it deletes its source row."""
+    return {
+        "event_id": rec["event_id"],
+        "record_key": rec["record_key"] or rec["event_id"],
+        "deleted": rec["op"] == "delete",
+        "css": css,
+    }
+
+
 def _attendance(
     batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
 ) -> dict[str, Any]:
     on: date = batch["sheet_date"]
     return {
-        "event_id": rec["event_id"],
-        "css": css,
+        **_identity(rec, css),
         "school_code": batch["school_code"],
         "group_code": batch["group_code"],
         "period": batch["period"],
@@ -78,8 +87,7 @@ def _grades(
 ) -> dict[str, Any]:
     on: date = batch["evaluation_date"]
     return {
-        "event_id": rec["event_id"],
-        "css": css,
+        **_identity(rec, css),
         "school_code": batch["school_code"],
         "group_code": batch["group_code"],
         "level": batch["level"],
@@ -96,8 +104,7 @@ def _staff(
 ) -> dict[str, Any]:
     on: date = rec["effective_date"]
     return {
-        "event_id": rec["event_id"],
-        "css": css,
+        **_identity(rec, css),
         **staff_identity(css, rec, on, ctx.pseudonymizer),
         **ctx.harmonizer.staff(css, rec, unmapped),
         "change_type": rec["change_type"],

@@ -37,8 +37,13 @@ def _required(rec: dict[str, Any], *fields: str) -> None:
             raise _refuse(Reason.MISSING_VALUE, f"{name} is empty")
 
 
+RECORD_OPS = frozenset({"upsert", "delete"})
+
+
 def _common(rec: dict[str, Any], today: date) -> None:
     _required(rec, "event_id")
+    if rec["op"] not in RECORD_OPS:
+        raise _refuse(Reason.UNKNOWN_VALUE, f"unknown op {rec['op'][:12]!r}")
     occurred: datetime = rec["occurred_at"]
     _date_within(occurred.date(), EARLIEST_PLAUSIBLE, today + timedelta(days=1), "occurred_at")
     birth: date | None = rec.get("birth_date")

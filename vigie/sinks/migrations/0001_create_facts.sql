@@ -1,9 +1,12 @@
 -- Fact tables per dataset, dead letters and connector heartbeats.
--- ReplacingMergeTree keyed by event identity: a redelivered or re-harmonized
--- event replaces its row (newest processed_at wins); read with FINAL.
+-- Fact tables are ReplacingMergeTree keyed by the source row (record_key): a
+-- redelivered or re-harmonized event replaces its own row, a correction (newer
+-- row_version, the connector's detection time) replaces the previous version, and a
+-- deletion (is_deleted = 1) hides the row. Read with FINAL.
 -- migrate:up
 CREATE TABLE {db}.attendance_marks (
     event_id String,
+    record_key String,
     css LowCardinality(String),
     school_code String,
     group_code String,
@@ -19,13 +22,16 @@ CREATE TABLE {db}.attendance_marks (
     detected_at DateTime64(3, 'UTC'),
     mapping_version LowCardinality(String),
     processed_at DateTime64(3, 'UTC'),
+    row_version UInt64,
+    is_deleted UInt8,
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = ReplacingMergeTree(processed_at)
+) ENGINE = ReplacingMergeTree(row_version, is_deleted)
 PARTITION BY toYYYYMM(sheet_date)
-ORDER BY (css, sheet_date, event_id);
+ORDER BY (css, sheet_date, record_key);
 
 CREATE TABLE {db}.grade_results (
     event_id String,
+    record_key String,
     css LowCardinality(String),
     school_code String,
     group_code String,
@@ -45,13 +51,16 @@ CREATE TABLE {db}.grade_results (
     detected_at DateTime64(3, 'UTC'),
     mapping_version LowCardinality(String),
     processed_at DateTime64(3, 'UTC'),
+    row_version UInt64,
+    is_deleted UInt8,
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = ReplacingMergeTree(processed_at)
+) ENGINE = ReplacingMergeTree(row_version, is_deleted)
 PARTITION BY toYYYYMM(evaluation_date)
-ORDER BY (css, evaluation_date, event_id);
+ORDER BY (css, evaluation_date, record_key);
 
 CREATE TABLE {db}.staff_changes (
     event_id String,
+    record_key String,
     css LowCardinality(String),
     staff_pseudonym String,
     key_id LowCardinality(String),
@@ -66,9 +75,11 @@ CREATE TABLE {db}.staff_changes (
     detected_at DateTime64(3, 'UTC'),
     mapping_version LowCardinality(String),
     processed_at DateTime64(3, 'UTC'),
+    row_version UInt64,
+    is_deleted UInt8,
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = ReplacingMergeTree(processed_at)
-ORDER BY (css, event_id);
+) ENGINE = ReplacingMergeTree(row_version, is_deleted)
+ORDER BY (css, record_key);
 
 -- Dead letters keep the reason, never the payload (it may hold identifiers).
 CREATE TABLE {db}.dead_letters (
