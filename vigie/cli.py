@@ -193,6 +193,49 @@ def classify(
         print(json.dumps(out, ensure_ascii=False), flush=True)
 
 
+connector_app = typer.Typer(help="The connector installed at a CSS.", no_args_is_help=True)
+app.add_typer(connector_app, name="connector")
+
+
+@connector_app.command("run")
+def connector_run(
+    config: Annotated[Path, typer.Option("--config", help="Connector configuration (.toml, .yaml or .yml).")],
+    once: Annotated[
+        bool, typer.Option("--once", help="Poll every source once, send everything, then exit.")
+    ] = False,
+) -> None:
+    """Run one CSS's connector: detect changes, keep them in the durable outbox, send them.
+
+    Sources are SQL tables or queries (any SQLAlchemy URL) and file-drop folders (CSV or
+    XLSX). Nothing leaves the outbox before the broker acknowledged it; a restart after a
+    crash or an outage resumes where it stopped. SIGTERM or Ctrl-C stops it cleanly.
+    """
+    import signal
+
+    from vigie.connectors.config import ConnectorConfigError, load_connector_config
+    from vigie.connectors.runner import Connector
+
+    settings = _settings(None)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        cfg = load_connector_config(config)
+    except ConnectorConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        connector = Connector(cfg)
+    except Exception as exc:  # a source that cannot be opened: say which, not a traceback
+        raise _fail(f"cannot start the connector for {cfg.css}: {type(exc).__name__}: {exc}", 1) from None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: connector.stop())
+    err.print(f"connector {cfg.name} for {cfg.css}: {len(cfg.sources)} source(s), outbox {cfg.outbox}")
+    connector.run(once=once)
+    s = connector.stats
+    err.print(
+        f"stopped: {s.records_enqueued:,} records enqueued in {s.batches_enqueued:,} batches, "
+        f"{s.batches_acked:,} batches acknowledged, {s.skipped_rows} rows skipped"
+    )
+
+
 mappings_app = typer.Typer(help="Data-steward tools for the harmonization mappings.", no_args_is_help=True)
 app.add_typer(mappings_app, name="mappings")
 

@@ -37,6 +37,13 @@ class WireFormatError(ValueError):
     """The bytes are not a Confluent-framed Avro message we can read."""
 
 
+def encode_body(contract: Contract, record: dict[str, Any]) -> bytes:
+    """The Avro body alone: needs no registry (a connector's outbox stores these)."""
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, contract.parsed, record)
+    return buf.getvalue()
+
+
 class AvroCodec:
     """Encode and decode Confluent-framed Avro with ids from a schema registry."""
 
@@ -47,8 +54,9 @@ class AvroCodec:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str) -> AvroCodec:
-        return cls(SchemaRegistryClient({"url": url}))
+    def from_url(cls, url: str, config: dict[str, str] | None = None) -> AvroCodec:
+        """A codec on the registry at ``url``; ``config`` passes client settings through."""
+        return cls(SchemaRegistryClient({"url": url, **(config or {})}))
 
     def schema_id(self, contract: Contract) -> int:
         """Register the contract (idempotent) and return its id."""
@@ -60,10 +68,12 @@ class AvroCodec:
             return self._ids[contract.subject]
 
     def encode(self, contract: Contract, record: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(MAGIC, self.schema_id(contract)))
-        fastavro.schemaless_writer(buf, contract.parsed, record)
-        return buf.getvalue()
+        """Framed message: header with the registry's schema id, then the Avro body."""
+        return self.frame(contract, encode_body(contract, record))
+
+    def frame(self, contract: Contract, body: bytes) -> bytes:
+        """Prefix an Avro body (see ``encode_body``) with the Confluent header."""
+        return _HEADER.pack(MAGIC, self.schema_id(contract)) + body
 
     def _writer_schema(self, schema_id: int) -> Any:
         writer = self._writers.get(schema_id)
