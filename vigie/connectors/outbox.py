@@ -53,7 +53,8 @@ class Outbox:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # One connector loop uses it at a time, but not always the thread that opened it.
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed poll survives a power cut, not only a process kill.
         self._db.execute("PRAGMA synchronous=FULL")

@@ -1,9 +1,8 @@
 """Publish a CSS's batches to its raw topics: Avro (Confluent wire format) over Kafka.
 
 One ``ConnectorPublisher`` per CSS; several may share one confluent-kafka producer
-(the simulator runs the whole network in one process). The producer is idempotent
-(``enable.idempotence``, which works on Tansu) and delivery is confirmed by callback:
-the counts below only move when the broker acknowledged a message.
+(the simulator runs the whole network in one process). Delivery is confirmed by
+callback: the counts below only move when the broker acknowledged a message.
 """
 
 from __future__ import annotations
@@ -30,10 +29,15 @@ from vigie.schemas.wire import AvroCodec
 
 
 def make_producer(bootstrap: str, extra: dict[str, Any] | None = None) -> Producer:
-    """An idempotent producer; ``extra`` passes TLS/SASL settings through."""
+    """An at-least-once producer (acks from all replicas); ``extra`` passes TLS/SASL settings
+    through, and may turn idempotence on where the broker keeps producer state."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
+        "acks": "all",
+        # Not idempotent by default: measured here, an idempotent producer stalls for good
+        # after a Tansu restart (the broker forgets producer ids), while a re-sent message
+        # costs nothing downstream (same event_id, deduplicated by the warehouse).
+        "enable.idempotence": False,
         "linger.ms": 20,
         "message.timeout.ms": 300_000,
         # A broker restart is expected and retried; librdkafka need not print each disconnect.
