@@ -59,30 +59,21 @@ table = "{table.name}"
 
 
 class TopicReader:
-    """Reads a topic from the beginning in the background, across broker restarts."""
+    """Reads a topic from the beginning in the background."""
 
-    def __init__(self, bootstrap: str, topic: str, codec: AvroCodec) -> None:
-        self.marks: list[dict] = []
+    def __init__(self, bootstrap: str, topic: str, codec: AvroCodec, marks: list[dict] | None = None) -> None:
+        self.marks: list[dict] = list(marks or [])
         self._codec = codec
         self._stop = threading.Event()
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader",
                                    "auto.offset.reset": "earliest", "enable.auto.commit": False,
                                    "log.connection.close": False})  # fmt: skip
-        self._topic = topic
-        self._rewind = threading.Event()
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def rewind(self) -> None:
-        """Read again from offset 0: a restarted Tansu starts its logs over, below our position."""
-        self._rewind.set()
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self._rewind.is_set():
-                self._rewind.clear()
-                self._consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
             for msg in self._consumer.consume(500, timeout=0.5):
                 if msg.error() is None:
                     self.marks += self._codec.decode(msg.value(), raw_contract(Dataset.ATTENDANCE))["marks"]
@@ -160,14 +151,21 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_share_event_ids(
 
 def test_broker_outage_outbox_holds_then_drains(tmp_path, broker, registry, codec) -> None:
     table = SourceTable(f"sqlite:///{tmp_path / 'source.sqlite'}")
-    config = load_connector_config(_config(tmp_path, broker, registry, table))
-    connector = Connector(config)
-    thread = threading.Thread(target=connector.run, daemon=True)
+    config_path = _config(tmp_path, broker, registry, table)
+    config = load_connector_config(config_path)
+    connector = subprocess.Popen(
+        [sys.executable, "-m", "vigie.cli", "connector", "run", "--config", str(config_path)],
+        env={**os.environ, **TEST_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     reader = TopicReader(broker.bootstrap, TOPIC, codec)
-    thread.start()
     try:
         table.insert([attendance_row(n, group="before") for n in range(100)])
         wait_for(lambda: len(reader.ids()) >= 100, 30, "the first rows", every_s=0.2)
+        # librdkafka 2.14's consumer can crash on the metadata of a restarted Tansu
+        # (librdkafka issue #5280, seen here in 1 run of 3): this reader is closed before
+        # the outage and a new one reads the restarted broker.
+        before = list(reader.marks)
+        reader.close()
 
         broker.stop()
         table.insert([attendance_row(100 + n, group="during") for n in range(100)])
@@ -177,12 +175,14 @@ def test_broker_outage_outbox_holds_then_drains(tmp_path, broker, registry, code
 
         broker.start()  # same port; Tansu keeps nothing, so the topics are created again
         ensure_topics(broker.bootstrap, [TOPIC, HEARTBEAT_TOPIC])
-        reader.rewind()
+        reader = TopicReader(broker.bootstrap, TOPIC, codec, marks=before)
         table.insert([attendance_row(200 + n, group="after") for n in range(100)])
         wait_for(lambda: len({m["record_key"] for m in reader.marks}) >= 300, 120, "all rows", every_s=0.5)
         wait_for(lambda: _outbox_depth(config.outbox) == 0, 30, "the outbox to drain", every_s=0.2)
+        assert connector.poll() is None, "the connector kept running through the outage"
     finally:
-        connector.stop()
-        thread.join(30)
+        connector.send_signal(signal.SIGTERM)
+        _, stderr = connector.communicate(timeout=60)
         reader.close()
+    assert connector.returncode == 0, stderr[-2000:]
     assert len({m["record_key"] for m in reader.marks}) == 300

@@ -193,6 +193,62 @@ def classify(
         print(json.dumps(out, ensure_ascii=False), flush=True)
 
 
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the organizations' sources into.")],
+    days: Annotated[int, typer.Option(min=1, max=200, help="School days to generate.")] = 1,
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 7,
+    scale: Annotated[float, typer.Option(min=0.001, max=1.0, help="Fraction of each CSS's students.")] = 0.02,
+    until: Annotated[
+        str | None, typer.Option(help="Last day to generate (YYYY-MM-DD); default today.")
+    ] = None,
+    css: Annotated[
+        list[str] | None, typer.Option("--css", help="Only these organizations (repeatable).")
+    ] = None,
+    broker: Annotated[
+        str, typer.Option(help="Bootstrap written into the connector configs.")
+    ] = "127.0.0.1:9092",
+    registry: Annotated[
+        str, typer.Option(help="Registry URL written into the configs.")
+    ] = "http://127.0.0.1:8081",
+) -> None:
+    """Write realistic source data for the organizations: SQLite databases and drop folders.
+
+    One folder per CSS with its local systems' data on the Québec school calendar and a
+    connector.toml ready for `vigie connector run --config`. Each CSS keeps its own
+    habits (absence codes or free text, status codes, grade scale, HR codes); a few
+    send malformed rows.
+    """
+    from datetime import date
+
+    from rich.progress import Progress
+
+    from vigie.connectors.simulate import simulate_network
+    from vigie.reference.organizations import load_organizations
+
+    settings = _settings(None)
+    organizations = load_organizations(settings.organizations_file)
+    unknown = sorted(set(css or []) - set(organizations))
+    if unknown:
+        raise _fail(f"unknown organization code(s): {', '.join(unknown)}", 2)
+    try:
+        last = date.fromisoformat(until) if until else date.today()
+    except ValueError:
+        raise _fail(f"--until {until!r} is not a date (YYYY-MM-DD)", 2) from None
+    chosen = {c: o for c, o in organizations.items() if not css or c in css}
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("writing sources", total=len(chosen))
+        summaries = simulate_network(
+            chosen, out, seed, days, scale, last, broker, registry,
+            progress=lambda _code: progress.advance(task),
+        )  # fmt: skip
+    totals = [sum(getattr(s, f) for s in summaries) for f in ("attendance", "grades", "staff")]
+    console.print(
+        f"{len(summaries)} organizations in {out}: {totals[0]:,} attendance marks, {totals[1]:,} results, "
+        f"{totals[2]:,} staff changes ({sum(s.kind == 'file_drop' for s in summaries)} use drop folders)."
+    )
+
+
 connector_app = typer.Typer(help="The connector installed at a CSS.", no_args_is_help=True)
 app.add_typer(connector_app, name="connector")
 

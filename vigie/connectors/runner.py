@@ -184,15 +184,19 @@ class Connector:
     def drained(self) -> bool:
         return not self._in_flight and self.outbox.depth() == 0
 
+    def _waiting(self) -> bool:
+        return any(source.waiting for source in self.sources)
+
     def run(self, once: bool = False, drain_timeout_s: float = 60.0) -> None:
-        """Loop until ``stop()`` (or, with ``once``, poll once and drain the outbox)."""
+        """Loop until ``stop()``. With ``once``: poll until every source was read (files
+        that were still settling included), send everything, and return."""
         next_poll = next_beat = 0.0
         deadline = None
         while not self._stop.is_set():
             now = time.monotonic()
-            if now >= next_poll and (not once or self.stats.polls == 0):
+            if now >= next_poll and (not once or self.stats.polls == 0 or self._waiting()):
                 self.poll_sources()
-                next_poll = now + self.config.poll_every_s
+                next_poll = now + (min(self.config.poll_every_s, 0.5) if once else self.config.poll_every_s)
             if now >= next_beat:
                 self.heartbeat()
                 next_beat = now + self.config.heartbeat_every_s
@@ -200,7 +204,7 @@ class Connector:
             self.settle(0.2)
             if once:
                 deadline = deadline or time.monotonic() + drain_timeout_s
-                if self.drained() or time.monotonic() > deadline:
+                if (self.drained() and not self._waiting()) or time.monotonic() > deadline:
                     break
         self.shutdown()
 

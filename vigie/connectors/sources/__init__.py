@@ -28,6 +28,7 @@ class Source(Protocol):
 
     id: str
     source_system: str
+    waiting: int  # items seen but not yet readable (a file still settling)
 
     def poll(self) -> list[Poll]: ...
 

@@ -90,6 +90,7 @@ class FileDropSource:
         self.key_columns = tuple(config.key or DEFAULT_KEYS[config.dataset])
         self.id = f"drop:{config.dataset.value}:{self.folder.resolve()}"
         self._seen: dict[Path, tuple[int, int]] = {}
+        self.waiting = 0  # files seen but not settled yet: another look is needed
 
     def _candidates(self) -> list[Path]:
         ready = []
@@ -111,6 +112,7 @@ class FileDropSource:
             if self._seen.get(path) == stamp and now - st.st_mtime >= self.config.settle_s:
                 ready.append(path)
         self._seen = current
+        self.waiting = len(current) - len(ready)
         return ready
 
     def _rename(self, row: dict[str, Any]) -> dict[str, Any]:

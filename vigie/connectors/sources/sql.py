@@ -42,6 +42,7 @@ class SqlSource:
         digest = hashlib.sha256(f"{config.dataset}\x1f{self._sql}".encode()).hexdigest()[:10]
         self.id = f"sql:{config.dataset.value}:{digest}"
         self._watermark_kv = f"{self.id}:watermark"
+        self.waiting = 0
 
     def _typed(self, raw_rows: list[dict[str, Any]], poll: Poll) -> list[dict[str, Any]]:
         rows = []

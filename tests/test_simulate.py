@@ -1,0 +1,88 @@
+"""`vigie simulate` → connectors → the running pipeline: the real path from local systems."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tests.embedded import status_json, vigie_up, wait_for
+from vigie.connectors.config import load_connector_config
+from vigie.connectors.runner import Connector
+from vigie.connectors.simulate import simulate_network
+
+UNTIL = date(2026, 11, 20)
+
+
+def _digest(folder: Path) -> str:
+    """Content of a simulated CSS folder, its own location aside."""
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix == ".toml":
+            h.update(path.read_text().replace(str(folder.resolve()), "<folder>").encode())
+        elif path.is_file() and path.suffix == ".csv":
+            h.update(path.read_bytes())
+        elif path.suffix == ".sqlite":
+            with sqlite3.connect(path) as db:
+                h.update(repr(db.execute("SELECT * FROM presences ORDER BY rowid").fetchall()).encode())
+    return h.hexdigest()
+
+
+def test_simulation_is_deterministic_and_follows_habits(tmp_path: Path, organizations) -> None:
+    chosen = {c: organizations[c] for c in ("montreal", "iles")}
+    a = simulate_network(chosen, tmp_path / "a", 3, 2, 0.01, UNTIL, "b:9092", "http://r")
+    b = simulate_network(chosen, tmp_path / "b", 3, 2, 0.01, UNTIL, "b:9092", "http://r")
+    assert a == b
+    for code in chosen:
+        assert _digest(tmp_path / "a" / code) == _digest(tmp_path / "b" / code)
+    kinds = {s.css: s.kind for s in a}
+    assert kinds == {"montreal": "sql", "iles": "file_drop"}
+    with sqlite3.connect(tmp_path / "a" / "montreal" / "source.sqlite") as db:
+        codes = {r[0] for r in db.execute("SELECT DISTINCT code_motif FROM presences")}
+        days = {r[0] for r in db.execute("SELECT DISTINCT date_presence FROM presences")}
+    assert "01" in codes  # Montréal keeps its own code list
+    assert days == {"2026-11-19", "2026-11-20"}  # school days only
+    assert load_connector_config(tmp_path / "a" / "montreal" / "connector.toml").css == "montreal"
+
+
+@pytest.mark.integration
+def test_simulated_sources_flow_through_connectors_into_the_warehouse(tmp_path: Path, organizations) -> None:
+    data_dir = tmp_path / "vigie"
+    chosen = {c: organizations[c] for c in ("laval", "iles", "english-montreal")}
+    with vigie_up(data_dir) as (_proc, info):
+        summaries = {s.css: s for s in simulate_network(
+            chosen, tmp_path / "sources", 11, 2, 0.01, UNTIL, info.broker, info.registry_url)}  # fmt: skip
+        stats = {}
+        for code in chosen:
+            connector = Connector(load_connector_config(tmp_path / "sources" / code / "connector.toml"))
+            connector.run(once=True)
+            stats[code] = connector.stats
+
+        def arrived() -> bool:
+            rows = {r["code"]: r for r in status_json(data_dir)}
+            return (
+                all(
+                    rows[c]["datasets"]["attendance"]["events"]
+                    == summaries[c].attendance - stats[c].skipped_rows
+                    for c in ("laval", "english-montreal")
+                )
+                and rows["iles"]["datasets"]["attendance"]["events"] > 0
+            )
+
+        try:
+            wait_for(arrived, 90, "the simulated attendance in the warehouse")
+        except AssertionError:
+            rows = {r["code"]: r["datasets"] for r in status_json(data_dir) if r["code"] in chosen}
+            raise AssertionError(f"warehouse {rows}; sent {summaries}; connectors {stats}") from None
+        rows = {r["code"]: r for r in status_json(data_dir)}
+    assert (
+        rows["english-montreal"]["datasets"]["staff"]["withheld_no_consent"]
+        == summaries["english-montreal"].staff
+    )
+    # Îles-de-la-Madeleine sends one malformed export: rejected with a reason, the rest goes through.
+    rejected = list((tmp_path / "sources" / "iles" / "drop" / "presences" / "rejected").glob("*.reason.txt"))
+    assert rejected and "sheet_date" in rejected[0].read_text()
+    assert list((tmp_path / "sources" / "iles" / "drop" / "mouvements_rh" / "archive").glob("*.xlsx"))
