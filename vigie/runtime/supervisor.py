@@ -108,6 +108,28 @@ class EmbeddedRuntime:
             raise
 
     def _start(self, ready_timeout_s: float, say: Any) -> RuntimeInfo:
+        self._start_infrastructure(say)
+        return self._start_worker(ready_timeout_s, say)
+
+    def start_infrastructure(self, say: Any = print) -> tuple[str, str]:
+        """Broker, registry and topics only (the benchmark loads its input before the worker
+        starts); return (bootstrap, registry URL). Finish with ``start_worker``."""
+        if not self._lock.acquire():
+            raise RuntimeStartError(f"vigie up is already running on {self.data_dir}")
+        try:
+            return self._start_infrastructure(say)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_worker(self, ready_timeout_s: float = 120.0, say: Any = print) -> RuntimeInfo:
+        try:
+            return self._start_worker(ready_timeout_s, say)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_infrastructure(self, say: Any) -> tuple[str, str]:
         s = self.settings
         orgs = load_organizations(s.organizations_file)
         self._broker = TansuBroker(s.broker_port, self.logs / "tansu.log").start()
@@ -115,6 +137,11 @@ class EmbeddedRuntime:
         self._registry = RegistryServer(s.web_host, s.registry_port, self.data_dir / "registry.json").start()
         say(f"registry  {self._registry.url}")
         ensure_topics(self._broker.bootstrap, all_topics(list(orgs)))
+        return self._broker.bootstrap, self._registry.url
+
+    def _start_worker(self, ready_timeout_s: float, say: Any) -> RuntimeInfo:
+        s = self.settings
+        assert self._broker is not None and self._registry is not None, "start the infrastructure first"
         web_port = s.web_port or free_port()
         env = {
             **os.environ,
@@ -151,8 +178,12 @@ class EmbeddedRuntime:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.25)
+            time.sleep(0.05)
         raise RuntimeStartError(f"the worker was not ready after {timeout_s:.0f} s:\n{_tail(worker_log)}")
+
+    @property
+    def worker_pid(self) -> int | None:
+        return None if self._worker is None else self._worker.pid
 
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.poll() is None
