@@ -80,14 +80,16 @@ def wait_for(predicate: Any, timeout_s: float, what: str, every_s: float = 1.0) 
 
 
 def dump_warehouse(data_dir: Path, database: str = "vigie") -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, read by a separate process (chDB: one store per process)."""
+    """Every row of every ReplacingMergeTree table (read with FINAL), read by a separate
+    process (chDB: one store per process)."""
     script = textwrap.dedent(f"""
         import json, sys
         from chdb import session
         s = session.Session({str(data_dir / "warehouse")!r})
         out = {{}}
         for (name,) in [tuple(json.loads(l).values()) for l in
-                        s.query("SELECT name FROM system.tables WHERE database = '{database}'",
+                        s.query("SELECT name FROM system.tables WHERE database = '{database}' "
+                                "AND engine = 'ReplacingMergeTree'",
                                 "JSONEachRow").bytes().decode().splitlines()]:
             text = s.query(f"SELECT * FROM {database}.{{name}} FINAL", "JSONEachRow").bytes().decode()
             out[name] = [json.loads(l) for l in text.splitlines() if l]
@@ -98,3 +100,62 @@ def dump_warehouse(data_dir: Path, database: str = "vigie") -> dict[str, list[di
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+class WarehouseProcess:
+    """`vigie warehouse serve` as a subprocess: the real engine behind ClickHouse's HTTP
+    protocol, which tests can kill (a real outage) and restart on the same data and port."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        from vigie.runtime.broker import free_port
+
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60) -> WarehouseProcess:
+        import httpx
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "warehouse-server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vigie.cli", "warehouse", "serve", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **TEST_ENV},
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"vigie warehouse serve exited {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError("vigie warehouse serve did not answer in time")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

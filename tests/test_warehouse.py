@@ -6,12 +6,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from vigie.connectors.simulator import SimulatedCss
+from tests.curated import curated_batches
 from vigie.dashboards.status import network_status
 from vigie.schemas.contracts import Dataset
 from vigie.sinks.migrate import applied_versions, load_migrations, migrate_down, migrate_up
 from vigie.sinks.rows import FACT_TABLES, dead_letter_frame, fact_frame
-from vigie.streams.process import process_batch
 
 TODAY = date.today()
 
@@ -42,16 +41,7 @@ def test_migrations_round_trip(empty_warehouse) -> None:
 
 
 def _curated(stage_context, organizations, css: str, ticks: int = 2):
-    sim = SimulatedCss(organizations[css], seed=11)
-    batches = {ds: [] for ds in Dataset}
-    for tick in range(ticks):
-        for ds, raw in sim.tick(tick, 1.0, TODAY):
-            out = process_batch(css, ds, raw, stage_context)
-            field = {"attendance": "marks", "grades": "results", "staff": "changes"}[ds.value]
-            batches[ds].append(
-                {"mapping_version": "m1", "processed_at": datetime.now(UTC), field: out.records}
-            )
-    return batches
+    return curated_batches(stage_context, organizations, css, ticks)
 
 
 def _count(wh, table: str) -> int:

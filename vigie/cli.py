@@ -34,6 +34,10 @@ DataDir = Annotated[
 ]
 
 
+warehouse_app = typer.Typer(help="The warehouse outside `vigie up`.", no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
+
+
 def _settings(data_dir: Path | None) -> Settings:
     try:
         base = Settings()
@@ -138,27 +142,87 @@ def status(
 @app.command()
 def migrate(
     down_to: Annotated[int | None, typer.Option(help="Undo migrations newer than this version.")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="ClickHouse server URL (default: VIGIE_WAREHOUSE_URL, else the embedded store)."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Apply (or with --down-to, undo) the warehouse migrations on the embedded store."""
+    """Apply (or with --down-to, undo) the warehouse migrations, then the access roles.
+
+    Against a ClickHouse server (--url or VIGIE_WAREHOUSE_URL) or, by default, the
+    embedded store in the data directory (refused while `vigie up` runs on it).
+    """
+    from vigie.reference.organizations import load_organizations
     from vigie.runtime.supervisor import DataDirLock
-    from vigie.sinks.migrate import migrate_down, migrate_up
-    from vigie.sinks.warehouse import ChdbWarehouse
+    from vigie.sinks.access import apply_access
+    from vigie.sinks.migrate import MigrationError, migrate_down, migrate_up
+    from vigie.sinks.warehouse import WarehouseUnavailable, open_warehouse, redact_url
 
     settings = _settings(data_dir)
+    server = url if url is not None else settings.warehouse_url
     lock = DataDirLock(settings.lock_file)
-    if not lock.acquire():
+    if not server and not lock.acquire():
         raise _fail(f"vigie up is running on {settings.data_dir}: stop it first (it migrates at start)")
     try:
-        warehouse = ChdbWarehouse(settings.warehouse_path, settings.warehouse_database)
+        try:
+            warehouse = open_warehouse(server, settings.warehouse_path, settings.warehouse_database)
+        except (ValueError, WarehouseUnavailable) as exc:
+            raise _fail(f"cannot reach the warehouse {redact_url(server)}: {exc}") from None
         try:
             done = migrate_up(warehouse) if down_to is None else migrate_down(warehouse, down_to)
+            granted = apply_access(warehouse, list(load_organizations(settings.organizations_file)))
+        except MigrationError as exc:
+            raise _fail(str(exc)) from None
         finally:
             warehouse.close()
     finally:
         lock.release()
     verb = "applied" if down_to is None else "undone"
     console.print(f"{len(done)} migration(s) {verb}" + "".join(f"\n  {m.version:04d}_{m.name}" for m in done))
+    if granted:
+        console.print(f"roles and row policies checked ({granted} statements)")
+
+
+def _interrupt(*_args: object) -> None:
+    raise KeyboardInterrupt
+
+
+@warehouse_app.command("serve")
+def warehouse_serve(
+    port: Annotated[int, typer.Option(help="Port to listen on (loopback only).")] = 8123,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the embedded store over ClickHouse's HTTP protocol (a stand-in, loopback only).
+
+    Lets several workers (VIGIE_WAREHOUSE_URL=http://127.0.0.1:PORT) share one embedded
+    store, and a ClickHouse client read it. Not a ClickHouse server: no users, a subset
+    of the protocol. Stop `vigie up` on the same data directory first.
+    """
+    import signal
+
+    from vigie.runtime.supervisor import DataDirLock
+    from vigie.runtime.warehouse_server import WarehouseServer
+
+    settings = _settings(data_dir)
+    lock = DataDirLock(settings.lock_file)
+    if not lock.acquire():
+        raise _fail(f"{settings.data_dir} is in use by another vigie process")
+    try:
+        try:
+            server = WarehouseServer(settings.warehouse_path, settings.web_host, port)
+        except OSError as exc:
+            raise _fail(f"cannot listen on {settings.web_host}:{port}: {exc}") from None
+        signal.signal(signal.SIGTERM, _interrupt)
+        console.print(f"warehouse {settings.warehouse_path} served on {server.url}")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+    finally:
+        lock.release()
 
 
 @app.command()

@@ -21,6 +21,12 @@ DEAD_LETTERS = Counter(
 )
 SINK_ROWS = Counter("vigie_sink_rows_total", "Rows inserted into the warehouse.", ["table"])
 SINK_BATCH_SECONDS = Histogram("vigie_sink_batch_seconds", "Duration of one warehouse insert.", ["table"])
+SINK_BATCH_ROWS = Histogram(
+    "vigie_sink_batch_rows",
+    "Rows in one warehouse insert.",
+    ["table"],
+    buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000),
+)
 SINK_FAILURES = Counter(
     "vigie_sink_insert_failures_total",
     "Warehouse inserts that failed and were retried (backpressure).",

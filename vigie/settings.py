@@ -40,7 +40,15 @@ class Settings(BaseSettings):
     pseudonym_key_id: str = Field("", description="Id stored beside pseudonyms; default: derived.")
 
     consent_reload_s: float = Field(2.0, description="How often the consent file is checked for changes.")
+    warehouse_url: str = Field(
+        "",
+        description="ClickHouse server, 'http[s]://user:password@host:8123'; empty = the embedded "
+        "engine (chDB) in the worker. Holds a password: set it from the environment only.",
+    )
     warehouse_database: str = "vigie"
+    suppression_minimum: int = Field(
+        5, ge=1, description="Smallest count of individuals an aggregate may show (some agencies use 10)."
+    )
     stream_batch_max: int = Field(200, description="Raw messages per stream take() batch.")
     stream_batch_within_s: float = 0.2
     sink_batch_max: int = Field(500, description="Curated messages per warehouse insert.")

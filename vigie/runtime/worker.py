@@ -16,9 +16,10 @@ from vigie.runtime.broker import ensure_topics
 from vigie.schemas.contracts import all_topics
 from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
+from vigie.sinks.access import apply_access
 from vigie.sinks.agents import register_sink_agents
 from vigie.sinks.migrate import migrate_up
-from vigie.sinks.warehouse import ChdbWarehouse
+from vigie.sinks.warehouse import Warehouse, open_warehouse
 from vigie.streams.agents import register_stream_agents
 from vigie.streams.consent import ConsentWatcher
 from vigie.streams.harmonize import Harmonizer
@@ -29,7 +30,7 @@ from vigie.streams.stewardship import StewardshipLog
 log = logging.getLogger(__name__)
 
 
-def build_app(settings: Settings) -> tuple[faust.App, ChdbWarehouse]:
+def build_app(settings: Settings) -> tuple[faust.App, Warehouse]:
     """Resolve every dependency once and wire the agents and views on a Faust app."""
     organizations = load_organizations(settings.organizations_file)
     consent = ConsentWatcher(settings.consent_file, settings.consent_reload_s)
@@ -40,10 +41,12 @@ def build_app(settings: Settings) -> tuple[faust.App, ChdbWarehouse]:
     )  # fmt: skip
     ctx = StageContext(organizations, consent, pseudonymizer, Harmonizer(settings.mappings_dir))
     codec = AvroCodec.from_url(settings.registry_url)
-    warehouse = ChdbWarehouse(settings.warehouse_path, settings.warehouse_database)
+    warehouse = open_warehouse(settings.warehouse_url, settings.warehouse_path, settings.warehouse_database)
     applied = migrate_up(warehouse)
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    if granted := apply_access(warehouse, list(organizations)):
+        log.info("access roles and row policies checked (%d statements)", granted)
 
     app = faust.App(
         "vigie",
@@ -64,7 +67,7 @@ def build_app(settings: Settings) -> tuple[faust.App, ChdbWarehouse]:
         web_port=settings.web_port,
     )
     register_stream_agents(app, ctx, codec, StewardshipLog(settings.stewardship_file), settings)
-    register_sink_agents(app, warehouse, codec, settings)
+    register_sink_agents(app, warehouse, codec, settings, consent)
 
     state: dict[str, Any] = {"assigned": False}
 

@@ -1,18 +1,15 @@
-"""Faust wiring of the sinks: take a batch, decode, insert, and only then ack.
+"""Faust wiring of the sinks: take a batch, write it (``sinks.batch``), then ack.
 
-Commit rule: a curated message's offset is acknowledged after the warehouse
-accepted every row it carries. An insert that fails is retried in place with
-exponential backoff; meanwhile the agent takes nothing new, so the stream's
-buffer fills and consumption pauses (backpressure) instead of growing memory
-or dropping rows. A message that cannot be decoded is logged and counted, never
-retried: it is acknowledged so it does not block its partition.
+Commit rule: a curated message's offset is acknowledged after the warehouse accepted
+every row it carries, or after its dead letter was acknowledged by the broker. While
+the warehouse is unavailable the agent retries in place and takes nothing new, so
+consumption pauses (backpressure) instead of growing memory or dropping rows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -27,76 +24,65 @@ from vigie.schemas.contracts import (
     DEAD_LETTER_TOPIC,
     HEARTBEAT_CONTRACT,
     HEARTBEAT_TOPIC,
-    Contract,
     Dataset,
     curated_contract,
     curated_topic,
     load_contract,
 )
-from vigie.schemas.wire import AvroCodec, WireFormatError
+from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
-from vigie.sinks.rows import FACT_TABLES, dead_letter_frame, fact_frame, heartbeat_frame
-from vigie.sinks.warehouse import Warehouse, WarehouseUnavailable
+from vigie.sinks.batch import TableSink, write_batch
+from vigie.sinks.rows import (
+    FACT_TABLES,
+    consent_frame,
+    dead_letter_frame,
+    fact_frame,
+    heartbeat_frame,
+    retention_by_css,
+)
+from vigie.sinks.warehouse import Warehouse, WarehouseRejected, WarehouseUnavailable
+from vigie.streams.consent import ConsentRegistry, ConsentWatcher
+from vigie.streams.curate import RawMessage
 
 log = logging.getLogger(__name__)
-
-
-async def insert_with_backpressure(
-    warehouse: Warehouse, table: str, frame: pd.DataFrame, max_backoff_s: float
-) -> None:
-    """Insert, retrying with exponential backoff until the warehouse takes the rows."""
-    loop = asyncio.get_running_loop()
-    backoff = 0.2
-    while True:
-        started = time.perf_counter()
-        try:
-            await loop.run_in_executor(None, warehouse.insert_frame, table, frame)
-        except WarehouseUnavailable as exc:
-            metrics.SINK_FAILURES.labels(table).inc()
-            log.warning("insert into %s failed, retrying in %.1f s: %s", table, backoff, exc)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff_s)
-            continue
-        metrics.SINK_BATCH_SECONDS.labels(table).observe(time.perf_counter() - started)
-        metrics.SINK_ROWS.labels(table).inc(len(frame))
-        return
 
 
 def _sink_agent(
     app: faust.App,
     topic_name: str,
-    contract: Contract,
-    table: str,
-    to_frame: Callable[[list[dict[str, Any]]], pd.DataFrame],
+    sink: TableSink,
     warehouse: Warehouse,
     codec: AvroCodec,
     settings: Settings,
     on_written: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> None:
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
+    dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
+    dead_contract = load_contract(DEAD_LETTER_CONTRACT)
 
-    async def sink(stream: faust.StreamT[Any]) -> None:
+    async def run(stream: faust.StreamT[Any]) -> None:
         # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
         stream = cast(faust.Stream[Any], stream)
         async for events in stream.noack_take(settings.sink_batch_max, within=settings.sink_batch_within_s):
-            decoded = []
-            for event in events:
-                try:
-                    decoded.append(codec.decode(event.message.value, contract))
-                except WireFormatError as exc:
-                    # Curated topics are written by our own stream stage only: this is a bug
-                    # to see, not a record to retry forever.
-                    log.error("undecodable message on %s@%d: %s", topic_name, event.message.offset, exc)
-            if decoded:
-                frame = to_frame(decoded)
-                if len(frame):
-                    await insert_with_backpressure(warehouse, table, frame, settings.sink_retry_max_backoff_s)
-                if on_written is not None:
-                    on_written(decoded)
+            messages = [
+                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+                for e in events
+            ]
+            written, letters = await write_batch(
+                warehouse, sink, messages, codec, settings.sink_retry_max_backoff_s
+            )
+            if on_written is not None and written:
+                on_written(written)
+            if letters and topic_name == DEAD_LETTER_TOPIC:
+                # A dead letter the warehouse refuses cannot become a dead letter again.
+                log.error("the warehouse refused %d dead letters; they stay on %s", len(letters), topic_name)
+            elif letters:
+                pending = [await dead.send(value=codec.encode(dead_contract, d)) for d in letters]
+                await asyncio.gather(*pending)
             for event in events:
                 await stream.ack(event)
 
-    app.agent(topic, name=f"vigie.sinks.{table}")(sink)
+    app.agent(topic, name=f"vigie.sinks.{sink.table}")(run)
 
 
 def _observe_latency(dataset: Dataset) -> Callable[[list[dict[str, Any]]], None]:
@@ -112,22 +98,39 @@ def _observe_latency(dataset: Dataset) -> Callable[[list[dict[str, Any]]], None]
     return observe
 
 
-def register_sink_agents(app: faust.App, warehouse: Warehouse, codec: AvroCodec, settings: Settings) -> None:
-    """Declare one sink agent per curated dataset, plus dead letters and heartbeats."""
+def register_sink_agents(
+    app: faust.App, warehouse: Warehouse, codec: AvroCodec, settings: Settings, consent: ConsentWatcher
+) -> None:
+    """Declare one sink agent per curated dataset, plus dead letters and heartbeats, and keep
+    the warehouse's copy of the consent registry current."""
     for dataset in Dataset:
 
         def to_frame(batches: list[dict[str, Any]], ds: Dataset = dataset) -> pd.DataFrame:
-            return fact_frame(ds, batches)
+            # The consent in force when the row is written sets its retention (TTL).
+            return fact_frame(ds, batches, retention_by_css(consent.current(), ds))
 
-        _sink_agent(
-            app, curated_topic(dataset), curated_contract(dataset), FACT_TABLES[dataset],
-            to_frame, warehouse, codec, settings, _observe_latency(dataset),
-        )  # fmt: skip
-    _sink_agent(
-        app, DEAD_LETTER_TOPIC, load_contract(DEAD_LETTER_CONTRACT), "dead_letters",
-        dead_letter_frame, warehouse, codec, settings,
-    )  # fmt: skip
-    _sink_agent(
-        app, HEARTBEAT_TOPIC, load_contract(HEARTBEAT_CONTRACT), "connector_heartbeats",
-        heartbeat_frame, warehouse, codec, settings,
-    )  # fmt: skip
+        sink = TableSink(FACT_TABLES[dataset], curated_contract(dataset), to_frame, dataset=dataset.value)
+        _sink_agent(app, curated_topic(dataset), sink, warehouse, codec, settings, _observe_latency(dataset))
+    dead_letters = TableSink("dead_letters", load_contract(DEAD_LETTER_CONTRACT), dead_letter_frame)
+    _sink_agent(app, DEAD_LETTER_TOPIC, dead_letters, warehouse, codec, settings)
+    heartbeats = TableSink("connector_heartbeats", load_contract(HEARTBEAT_CONTRACT), heartbeat_frame)
+    _sink_agent(app, HEARTBEAT_TOPIC, heartbeats, warehouse, codec, settings)
+
+    written: dict[str, ConsentRegistry | None] = {"registry": None}
+
+    @app.timer(settings.consent_reload_s)
+    async def record_consent() -> None:
+        registry = consent.current()
+        if registry is written["registry"]:
+            return
+        loop = asyncio.get_running_loop()
+        frame = consent_frame(registry, datetime.now(UTC))
+        try:
+            if len(frame):
+                await loop.run_in_executor(None, warehouse.insert_frame, "consents", frame)
+        except WarehouseUnavailable as exc:
+            log.warning("consent snapshot not written yet, will retry: %s", exc)
+            return
+        except WarehouseRejected as exc:
+            log.error("the warehouse refused the consent snapshot: %s", exc)
+        written["registry"] = registry

@@ -31,7 +31,8 @@ class Migration:
     down: tuple[str, ...]
 
 
-def _statements(section: str) -> tuple[str, ...]:
+def statements_of(section: str) -> tuple[str, ...]:
+    """The statements of a SQL section (comment lines dropped, split on ';')."""
     lines = [line for line in section.splitlines() if not line.strip().startswith("--")]
     return tuple(s.strip() for s in "\n".join(lines).split(";") if s.strip())
 
@@ -47,7 +48,7 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         if "-- migrate:up" not in text or "-- migrate:down" not in text:
             raise MigrationError(f"{path.name}: needs '-- migrate:up' and '-- migrate:down' sections")
         up, down = text.split("-- migrate:up", 1)[1].split("-- migrate:down", 1)
-        migrations.append(Migration(int(match[1]), match[2], _statements(up), _statements(down)))
+        migrations.append(Migration(int(match[1]), match[2], statements_of(up), statements_of(down)))
     return migrations
 
 
@@ -81,7 +82,7 @@ def migrate_up(wh: Warehouse, migrations: list[Migration] | None = None) -> list
             continue
         for statement in m.up:
             try:
-                wh.command(statement.format(db=wh.database))
+                wh.command(statement.replace("{db}", wh.database))
             except Exception as exc:
                 raise MigrationError(f"migration {m.version:04d}_{m.name} failed: {exc}") from exc
         _record(wh, m, True)
@@ -99,7 +100,7 @@ def migrate_down(
         if m.version <= to_version or m.version not in done:
             continue
         for statement in m.down:
-            wh.command(statement.format(db=wh.database))
+            wh.command(statement.replace("{db}", wh.database))
         _record(wh, m, False)
         undone.append(m)
     return undone

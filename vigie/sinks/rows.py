@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from vigie.schemas.contracts import CURATED_RECORDS_FIELD, Dataset
+from vigie.streams.consent import ConsentRegistry
+
+# Where no consent is on file when a row is written (withdrawn since the stream stage let
+# it through), the row is kept no longer than this.
+FALLBACK_RETENTION_DAYS = 365
 
 FACT_TABLES: dict[Dataset, str] = {
     Dataset.ATTENDANCE: "attendance_marks",
@@ -28,8 +35,21 @@ HEARTBEAT_COLUMNS = (
 )  # fmt: skip
 
 
-def fact_frame(dataset: Dataset, batches: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per curated record, stamped with its batch's mapping version and time."""
+def retention_by_css(consent: ConsentRegistry, dataset: Dataset) -> Callable[[str], int]:
+    """The retention (days) each CSS's consent to ``dataset`` sets, for the TTL."""
+
+    def retention(css: str) -> int:
+        found = consent.consents.get((css, dataset))
+        return found.retention_days if found is not None else FALLBACK_RETENTION_DAYS
+
+    return retention
+
+
+def fact_frame(
+    dataset: Dataset, batches: list[dict[str, Any]], retention_days: Callable[[str], int] | None = None
+) -> pd.DataFrame:
+    """One row per curated record, stamped with its batch's mapping version and time, and
+    with the retention its CSS's consent sets (``retention_days``; fallback otherwise)."""
     rows: list[dict[str, Any]] = []
     field = CURATED_RECORDS_FIELD[dataset]
     for batch in batches:
@@ -44,7 +64,23 @@ def fact_frame(dataset: Dataset, batches: list[dict[str, Any]]) -> pd.DataFrame:
     # redelivery of an old version never replaces a newer one.
     frame["row_version"] = frame["detected_at"].dt.as_unit("ms").astype("int64")
     frame["is_deleted"] = frame.pop("deleted").astype("uint8")
+    retention = retention_days or (lambda _css: FALLBACK_RETENTION_DAYS)
+    days = {css: retention(css) for css in frame["css"].unique()}
+    frame["retention_days"] = frame["css"].map(days).astype("uint16")
     return frame
+
+
+def consent_frame(consent: ConsentRegistry, loaded_at: datetime) -> pd.DataFrame:
+    """The consent registry as one snapshot of rows (no personal data: CSS-level terms)."""
+    return pd.DataFrame(
+        [
+            {"loaded_at": loaded_at, "css": c.css, "dataset": c.dataset.value, "purpose": c.purpose,
+             "valid_from": pd.Timestamp(c.valid_from),
+             "valid_to": pd.Timestamp(c.valid_to) if c.valid_to else None,
+             "retention_days": c.retention_days}
+            for c in consent.consents.values()
+        ]
+    )  # fmt: skip
 
 
 def dead_letter_frame(letters: list[dict[str, Any]]) -> pd.DataFrame:

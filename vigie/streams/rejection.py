@@ -16,6 +16,7 @@ class Stage(StrEnum):
     CONSENT = "consent"
     DEIDENTIFY = "deidentify"
     HARMONIZE = "harmonize"
+    SINK = "sink"
 
 
 class Reason(StrEnum):
@@ -32,6 +33,7 @@ class Reason(StrEnum):
     NO_CONSENT = "no_consent"
     UNKNOWN_STATUS = "unknown_status"
     INVALID_GRADE = "invalid_grade"
+    WAREHOUSE_REJECTED = "warehouse_rejected"
 
 
 @dataclass(frozen=True)
