@@ -159,3 +159,73 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def query_warehouse(data_dir: Path, sql: str, database: str = "vigie") -> list[dict[str, Any]]:
+    """Run one query on a stopped runtime's store, from a separate process."""
+    script = textwrap.dedent(f"""
+        import sys
+        from chdb import session
+        s = session.Session({str(data_dir / "warehouse")!r})
+        sys.stdout.write(s.query({sql!r}, "JSONEachRow").bytes().decode())
+        s.close()
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    return [json.loads(line) for line in done.stdout.splitlines() if line]
+
+
+class WorkerProcess:
+    """`vigie worker` against a given broker, registry and warehouse server."""
+
+    def __init__(self, data_dir: Path, broker: str, registry_url: str, warehouse_url: str) -> None:
+        from vigie.runtime.broker import free_port
+
+        self.data_dir = data_dir
+        self.web_url = f"http://127.0.0.1:{free_port()}"
+        self.env = {
+            **os.environ, **TEST_ENV, "VIGIE_DATA_DIR": str(data_dir), "VIGIE_BROKER_URL": broker,
+            "VIGIE_REGISTRY_URL": registry_url, "VIGIE_WAREHOUSE_URL": warehouse_url,
+            "VIGIE_WEB_PORT": self.web_url.rsplit(":", 1)[1],
+        }  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 120) -> WorkerProcess:
+        import httpx
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "worker.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vigie.cli", "worker"], stdout=log, stderr=subprocess.STDOUT, env=self.env
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"vigie worker exited {self.proc.returncode}, see {self.data_dir}/worker.log"
+                )
+            try:
+                if httpx.get(f"{self.web_url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("vigie worker was not ready in time")
+
+    def metric(self, name: str) -> float:
+        """The sum of one metric's samples on this worker's /metrics page."""
+        import httpx
+
+        text = httpx.get(f"{self.web_url}/metrics", timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{") or line.startswith(name + " "))  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -242,3 +242,35 @@ def test_server_warehouse_url_errors_are_clear() -> None:
     with pytest.raises(WarehouseUnavailable, match="unreachable"):
         ClickHouseWarehouse("http://user:s3cret@127.0.0.1:1")
     assert datetime.now(UTC) - started < timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("compress", ["lz4", "gzip", "false"])
+def test_a_large_insert_streamed_in_many_blocks_arrives_whole(warehouse_process, compress: str) -> None:
+    wh = ClickHouseWarehouse(f"{warehouse_process.url}?compress={compress}", f"big_{compress}")
+    wh.command(
+        f"CREATE TABLE IF NOT EXISTS {wh.database}.n (k UInt64, s String) ENGINE = MergeTree ORDER BY k"
+    )
+    rows = 300_000  # clickhouse-connect sends this as several compressed blocks
+    wh.insert_frame("n", pd.DataFrame({"k": range(rows), "s": [f"row {i}" for i in range(rows)]}))
+    assert wh.query(f"SELECT count() AS n, sum(k) AS s FROM {wh.database}.n") == [
+        {"n": rows, "s": rows * (rows - 1) // 2}
+    ]
+    wh.close()
+
+
+def test_vigie_migrate_against_a_server_url(warehouse_process, tmp_path: Path) -> None:
+    from tests.embedded import vigie
+
+    url = warehouse_process.url
+    refused = vigie("migrate", "--url", url, data_dir=tmp_path, check=False)
+    # The stand-in (chDB) has no access control: the migrations land, the roles cannot.
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "not the roles and row policies" in refused.stderr and "--no-access" in refused.stderr
+    done = vigie("migrate", "--url", url, "--no-access", data_dir=tmp_path)
+    assert "0 migration(s) applied" in done.stdout
+    tables = {r["name"] for r in ClickHouseWarehouse(url, "vigie").query(
+        "SELECT name FROM system.tables WHERE database = 'vigie'")}  # fmt: skip
+    assert set(FACT_TABLES.values()) | {"events_per_minute", "consents"} <= tables
+    unreachable = vigie("migrate", "--url", "http://127.0.0.1:1", data_dir=tmp_path, check=False)
+    assert unreachable.returncode == 1 and "cannot reach the warehouse" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr

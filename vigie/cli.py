@@ -146,6 +146,9 @@ def migrate(
         str | None,
         typer.Option(help="ClickHouse server URL (default: VIGIE_WAREHOUSE_URL, else the embedded store)."),
     ] = None,
+    access: Annotated[
+        bool, typer.Option(help="Also create the roles and row policies (a ClickHouse server only).")
+    ] = True,
     data_dir: DataDir = None,
 ) -> None:
     """Apply (or with --down-to, undo) the warehouse migrations, then the access roles.
@@ -171,9 +174,16 @@ def migrate(
             raise _fail(f"cannot reach the warehouse {redact_url(server)}: {exc}") from None
         try:
             done = migrate_up(warehouse) if down_to is None else migrate_down(warehouse, down_to)
-            granted = apply_access(warehouse, list(load_organizations(settings.organizations_file)))
+            granted = 0
+            if access:
+                granted = apply_access(warehouse, list(load_organizations(settings.organizations_file)))
         except MigrationError as exc:
             raise _fail(str(exc)) from None
+        except Exception as exc:  # the server refused the access DDL (privileges, no access control)
+            raise _fail(
+                f"migrations applied, but not the roles and row policies: {exc}\n"
+                "Run it as a user allowed to CREATE ROLE, or pass --no-access to skip them."
+            ) from None
         finally:
             warehouse.close()
     finally:

@@ -39,7 +39,34 @@ RECORD_LATENCY = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 CONNECTOR_OUTBOX_DEPTH = Gauge(
-    "vigie_connector_outbox_depth", "Events a connector has not had acknowledged.", ["css"]
+    "vigie_connector_outbox_depth",
+    "Batches a connector has not had acknowledged (the connector's own, or its last heartbeat's).",
+    ["css"],
+)
+CONNECTOR_LAST_HEARTBEAT = Gauge(
+    "vigie_connector_last_heartbeat_timestamp_seconds",
+    "When a CSS's connector last sent a heartbeat (Unix time, as the worker received it).",
+    ["css"],
+)
+CONNECTOR_LAST_SEND = Gauge(
+    "vigie_connector_last_send_timestamp_seconds",
+    "When a connector last had a batch acknowledged by the broker (Unix time).",
+    ["css"],
+)
+CSS_LAST_EVENT = Gauge(
+    "vigie_css_last_event_timestamp_seconds",
+    "When the stream stage last curated a record of a CSS and dataset (Unix time).",
+    ["css", "dataset"],
+)
+CONSUMER_LAG = Gauge(
+    "vigie_consumer_lag_messages",
+    "Messages not yet committed on this worker's assigned partitions (high watermark minus "
+    "committed offset). On Tansu the watermark advances per batch, so this undercounts.",
+    ["topic_group"],
+)
+SCHOOL_HOURS = Gauge(
+    "vigie_school_hours",
+    "1 during school hours (8:00-16:00 America/Toronto) of a Québec school day, else 0.",
 )
 CONNECTOR_EVENTS_SENT = Counter(
     "vigie_connector_records_sent_total", "Records a connector had acknowledged.", ["dataset"]

@@ -51,10 +51,23 @@ class Settings(BaseSettings):
     )
     stream_batch_max: int = Field(200, description="Raw messages per stream take() batch.")
     stream_batch_within_s: float = 0.2
+    topic_partitions: int = Field(
+        4,
+        ge=1,
+        description="Partitions of each raw and curated topic: the scale-out unit. Faust gives "
+        "partition N of every topic to one worker, so two workers need at least two.",
+    )
+    stream_buffer_max: int = Field(
+        256,
+        ge=1,
+        description="Messages Faust buffers per stream before pausing its partitions: with the "
+        "warehouse down, a sink holds at most this many curated batches in memory.",
+    )
     sink_batch_max: int = Field(500, description="Curated messages per warehouse insert.")
     sink_batch_within_s: float = 1.0
     sink_retry_max_backoff_s: float = 10.0
     broker_session_timeout_s: float = 6.0
+    pipeline_metrics_interval_s: float = Field(10.0, description="How often consumer lag is measured.")
     log_level: str = "INFO"
     embedded: bool = Field(
         False, description="Set by `vigie up` for its worker: allows a generated pseudonym key."

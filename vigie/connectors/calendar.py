@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 PERIODS_PER_DAY = 4
+SCHOOL_TIMEZONE = ZoneInfo("America/Toronto")  # Québec's time (Eastern), with DST
+SCHOOL_HOURS = (8, 16)  # when a CSS is expected to send attendance
 
 
 def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
@@ -57,6 +60,12 @@ def is_school_day(d: date) -> bool:
     start = school_year_start(d)
     first, last = date(start, 8, 28), date(start + 1, 6, 22)
     return first <= d <= last and d.weekday() < 5 and d not in holidays(start)
+
+
+def in_school_hours(moment: datetime) -> bool:
+    """True during school hours of a school day, in Québec time (``moment`` is aware)."""
+    local = moment.astimezone(SCHOOL_TIMEZONE)
+    return is_school_day(local.date()) and SCHOOL_HOURS[0] <= local.hour < SCHOOL_HOURS[1]
 
 
 def school_days_until(last: date, count: int) -> list[date]:

@@ -128,6 +128,7 @@ class Connector:
             self.stats.acked_seqs.append(seq)
             self.stats.last_send_at = datetime.now(UTC)
             metrics.CONNECTOR_EVENTS_SENT.labels(dataset).inc(records)
+            metrics.CONNECTOR_LAST_SEND.labels(self.config.css).set(self.stats.last_send_at.timestamp())
 
         return callback
 

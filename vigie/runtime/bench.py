@@ -248,7 +248,7 @@ def _baseline_run(
     registry = RegistryServer("127.0.0.1", 0, settings.data_dir / "registry.json").start()
     try:
         topics = sorted({t for t, _ in messages})
-        ensure_topics(broker.bootstrap, topics)
+        ensure_topics(broker.bootstrap, topics, settings.topic_partitions)
         producer = make_producer(broker.bootstrap, {"linger.ms": 50, "batch.num.messages": 10000})
         for topic, value in messages:
             _produce(producer, topic, value)

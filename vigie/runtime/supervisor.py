@@ -136,7 +136,7 @@ class EmbeddedRuntime:
         say(f"broker    Tansu on {self._broker.bootstrap}")
         self._registry = RegistryServer(s.web_host, s.registry_port, self.data_dir / "registry.json").start()
         say(f"registry  {self._registry.url}")
-        ensure_topics(self._broker.bootstrap, all_topics(list(orgs)))
+        ensure_topics(self._broker.bootstrap, all_topics(list(orgs)), s.topic_partitions)
         return self._broker.bootstrap, self._registry.url
 
     def _start_worker(self, ready_timeout_s: float, say: Any) -> RuntimeInfo:
@@ -151,6 +151,8 @@ class EmbeddedRuntime:
             "VIGIE_WEB_PORT": str(web_port),
             "VIGIE_EMBEDDED": "true",
         }
+        if s.warehouse_url:  # the worker writes to a ClickHouse server instead of its own store
+            env["VIGIE_WAREHOUSE_URL"] = s.warehouse_url
         self.logs.mkdir(parents=True, exist_ok=True)
         worker_log = self.logs / "worker.log"
         with worker_log.open("ab") as log:

@@ -47,7 +47,16 @@ def _decode_body(body: bytes, encoding: str | None) -> bytes:
     if encoding == "lz4":
         import lz4.frame
 
-        return bytes(lz4.frame.decompress(body))
+        # A streamed insert is a sequence of frames, one per block: decode every one
+        # (lz4.frame.decompress alone stops after the first and drops the rest).
+        out, rest = [], body
+        while rest:
+            decompressor = lz4.frame.LZ4FrameDecompressor()
+            out.append(decompressor.decompress(rest))
+            if not decompressor.eof:
+                raise ValueError("truncated lz4 frame in the request body")
+            rest = decompressor.unused_data
+        return b"".join(out)
     raise ValueError(f"unsupported Content-Encoding {encoding!r} (send identity, gzip or lz4)")
 
 

@@ -4,19 +4,21 @@ that owns the warehouse (status, metrics, readiness)."""
 from __future__ import annotations
 
 import logging
-from datetime import date
+from collections import defaultdict
+from datetime import UTC, date, datetime
 from typing import Any
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from vigie import metrics
+from vigie.connectors.calendar import in_school_hours
 from vigie.dashboards.status import network_status, status_to_json
 from vigie.reference.organizations import load_organizations
 from vigie.runtime.broker import ensure_topics
 from vigie.schemas.contracts import all_topics
 from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
-from vigie.sinks.access import apply_access
 from vigie.sinks.agents import register_sink_agents
 from vigie.sinks.migrate import migrate_up
 from vigie.sinks.warehouse import Warehouse, open_warehouse
@@ -45,8 +47,6 @@ def build_app(settings: Settings) -> tuple[faust.App, Warehouse]:
     applied = migrate_up(warehouse)
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
-    if granted := apply_access(warehouse, list(organizations)):
-        log.info("access roles and row policies checked (%d statements)", granted)
 
     app = faust.App(
         "vigie",
@@ -60,6 +60,7 @@ def build_app(settings: Settings) -> tuple[faust.App, Warehouse]:
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_session_timeout_s / 6,
         consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=settings.stream_buffer_max,
         producer_acks=-1,
         web_enabled=True,
         web_bind=settings.web_host,
@@ -87,18 +88,47 @@ def build_app(settings: Settings) -> tuple[faust.App, Warehouse]:
         )
         return web.json(status_to_json(rows))
 
+    @app.timer(settings.pipeline_metrics_interval_s)
+    async def observe_pipeline() -> None:
+        metrics.SCHOOL_HOURS.set(1 if in_school_hours(datetime.now(UTC)) else 0)
+        for group, lag in consumer_lag(app).items():
+            metrics.CONSUMER_LAG.labels(group).set(lag)
+
     @app.page("/metrics")
-    async def metrics(web: Any, _request: Any) -> Any:
+    async def metrics_page(web: Any, _request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app, warehouse
+
+
+def _topic_group(topic: str) -> str:
+    # Bounded label: the kind of topic, not the 216 raw topic names.
+    return topic.split(".", 1)[0] if topic.startswith(("raw.", "curated.")) else topic
+
+
+def consumer_lag(app: faust.App) -> dict[str, int]:
+    """Uncommitted messages on this worker's partitions, by topic group."""
+    consumer = app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    lag: dict[str, int] = defaultdict(int)
+    for tp in consumer.assignment():
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            continue
+        if highwater is None:
+            continue
+        done = committed.get(tp)
+        # Faust records the last committed offset; the next message to commit is after it.
+        lag[_topic_group(tp.topic)] += max(0, highwater - (done + 1 if done is not None else 0))
+    return dict(lag)
 
 
 def run_worker(settings: Settings) -> None:
     """Run the worker until SIGTERM/SIGINT (Faust stops the agents gracefully)."""
     organizations = load_organizations(settings.organizations_file)
     # Idempotent: `vigie up` already did it; a standalone worker on a real cluster may not have.
-    ensure_topics(settings.broker_url, all_topics(list(organizations)))
+    ensure_topics(settings.broker_url, all_topics(list(organizations)), settings.topic_partitions)
     app, warehouse = build_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:

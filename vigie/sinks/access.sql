@@ -1,6 +1,7 @@
 -- Roles and row policies for a ClickHouse server (chDB has no access control: the
 -- embedded engine uses the css_* parameterized views of migration 0002 instead).
--- Applied after the migrations at every start, idempotently, so a CSS added to the
+-- Applied by `vigie migrate` (an administrator's step: the worker needs no such grant),
+-- idempotently, after the migrations, so a CSS added to the
 -- reference list gets its role without a new migration. Placeholders: {db}, and in
 -- the per-CSS section {css} (organization code) and {role}.
 -- Once a table has a row policy, a user without one on it sees no rows: each role

@@ -98,6 +98,17 @@ def _observe_latency(dataset: Dataset) -> Callable[[list[dict[str, Any]]], None]
     return observe
 
 
+def _observe_heartbeats(beats: list[dict[str, Any]]) -> None:
+    """The connectors' health as gauges of the worker, so one scrape covers every CSS."""
+    received = datetime.now(UTC).timestamp()
+    for beat in beats:
+        css = beat["css"]
+        metrics.CONNECTOR_LAST_HEARTBEAT.labels(css).set(received)
+        metrics.CONNECTOR_OUTBOX_DEPTH.labels(css).set(beat["outbox_depth"])
+        if beat["last_send_at"] is not None:
+            metrics.CONNECTOR_LAST_SEND.labels(css).set(beat["last_send_at"].timestamp())
+
+
 def register_sink_agents(
     app: faust.App, warehouse: Warehouse, codec: AvroCodec, settings: Settings, consent: ConsentWatcher
 ) -> None:
@@ -114,7 +125,7 @@ def register_sink_agents(
     dead_letters = TableSink("dead_letters", load_contract(DEAD_LETTER_CONTRACT), dead_letter_frame)
     _sink_agent(app, DEAD_LETTER_TOPIC, dead_letters, warehouse, codec, settings)
     heartbeats = TableSink("connector_heartbeats", load_contract(HEARTBEAT_CONTRACT), heartbeat_frame)
-    _sink_agent(app, HEARTBEAT_TOPIC, heartbeats, warehouse, codec, settings)
+    _sink_agent(app, HEARTBEAT_TOPIC, heartbeats, warehouse, codec, settings, _observe_heartbeats)
 
     written: dict[str, ConsentRegistry | None] = {"registry": None}
 

@@ -108,6 +108,8 @@ def curate_messages(
         outcome = process_batch(css, dataset, batch, ctx)
         curated[dataset].extend(outcome.records)
         metrics.STREAM_RECORDS.labels(dataset.value, css, "curated").inc(len(outcome.records))
+        if outcome.records:
+            metrics.CSS_LAST_EVENT.labels(css, dataset.value).set(now.timestamp())
         out.unmapped.update(outcome.unmapped)
         for rejection in outcome.rejections:
             payload = None
