@@ -5,7 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint up clean
+# Debian packages the tests drive for real: Prometheus and promtool (alert rules).
+DEBIAN_TOOLS := prometheus
+TOOLS_STAMP  := $(VENV)/.tools
+
+.PHONY: demo test test-fast lint up clean tools
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -14,18 +18,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(TOOLS_STAMP): Makefile
+	@missing=""; for pkg in $(DEBIAN_TOOLS); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+tools: $(TOOLS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/vigie demo --minutes 2
 
 up: $(STAMP)
 	$(BIN)/vigie up
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/ruff check vigie tests
 	$(BIN)/mypy vigie
 	$(BIN)/pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -m "not integration"
 
 lint: $(STAMP)
