@@ -86,14 +86,18 @@ def test_prometheus_scrapes_a_running_worker_with_the_rules_loaded(tmp_path: Pat
 
             def scraped(query: str) -> float:
                 try:
-                    result = httpx.get(f"{api}/query", params={"query": query}, timeout=5).json()["data"]["result"]
+                    result = httpx.get(f"{api}/query", params={"query": query}, timeout=5).json()["data"][
+                        "result"
+                    ]
                 except (httpx.HTTPError, KeyError, ValueError):
                     return 0.0
                 return sum(float(r["value"][1]) for r in result)
 
             wait_for(lambda: scraped('vigie_sink_rows_total{table="attendance_marks"}') > 0, 90,
                      "Prometheus to scrape the worker's sink rows", 0.5)  # fmt: skip
-            assert scraped('vigie_connector_last_heartbeat_timestamp_seconds{css="laval"}') > time.time() - 600
+            assert (
+                scraped('vigie_connector_last_heartbeat_timestamp_seconds{css="laval"}') > time.time() - 600
+            )
             assert scraped('up{job="vigie-worker"}') == 1
             groups = httpx.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
             rules = [r for g in groups for r in g["rules"]]

@@ -49,13 +49,24 @@ class Settings(BaseSettings):
     suppression_minimum: int = Field(
         5, ge=1, description="Smallest count of individuals an aggregate may show (some agencies use 10)."
     )
+    stream_processes: int = Field(
+        -1,
+        description="Processes running the stream stage beside the worker: 0 = a thread of the "
+        "worker, -1 = one per CPU core.",
+    )
     stream_batch_max: int = Field(200, description="Raw messages per stream take() batch.")
     stream_batch_within_s: float = 0.2
+    raw_topic_partitions: int = Field(
+        2,
+        ge=1,
+        description="Partitions of each raw topic (216 of them): how many workers can share the "
+        "stream stage. Every partition costs fetch work on the broker.",
+    )
     topic_partitions: int = Field(
         4,
         ge=1,
-        description="Partitions of each raw and curated topic: the scale-out unit. Faust gives "
-        "partition N of every topic to one worker, so two workers need at least two.",
+        description="Partitions of the curated, dead-letter and heartbeat topics: how many workers "
+        "can share the sinks. Faust gives partition N of every topic to one worker.",
     )
     stream_buffer_max: int = Field(
         256,
@@ -64,7 +75,7 @@ class Settings(BaseSettings):
         "warehouse down, a sink holds at most this many curated batches in memory.",
     )
     sink_batch_max: int = Field(500, description="Curated messages per warehouse insert.")
-    sink_batch_within_s: float = 1.0
+    sink_batch_within_s: float = Field(0.3, description="Longest a sink waits to fill a batch (freshness).")
     sink_retry_max_backoff_s: float = 10.0
     broker_session_timeout_s: float = 6.0
     pipeline_metrics_interval_s: float = Field(10.0, description="How often consumer lag is measured.")

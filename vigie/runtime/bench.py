@@ -103,8 +103,11 @@ def load_raw(
 
 
 def _count(web_url: str) -> int:
-    rows = httpx.get(f"{web_url}/status", timeout=60).json()
-    return sum(int(r["datasets"]["attendance"]["events"]) for r in rows)
+    # The worker's own counter of attendance rows inserted: a scrape, not a warehouse query,
+    # so that measuring does not slow down what it measures. (No crash here: no redelivery.)
+    text = httpx.get(f"{web_url}/metrics", timeout=60).text
+    prefix = 'vigie_sink_rows_total{table="attendance_marks"}'
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(prefix))
 
 
 def _wait_count(web_url: str, target: int, timeout_s: float, every_s: float = 0.25) -> float:
@@ -116,11 +119,25 @@ def _wait_count(web_url: str, target: int, timeout_s: float, every_s: float = 0.
     raise RuntimeError(f"the warehouse did not reach {target:,} records in {timeout_s:.0f} s")
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+def _hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return 0.0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The worker's high-water RSS plus its stage processes' (each one's own peak, summed)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return _hwm_mb(pid) + sum(_hwm_mb(c) for c in children)
 
 
 def baseline(
@@ -248,7 +265,7 @@ def _baseline_run(
     registry = RegistryServer("127.0.0.1", 0, settings.data_dir / "registry.json").start()
     try:
         topics = sorted({t for t, _ in messages})
-        ensure_topics(broker.bootstrap, topics, settings.topic_partitions)
+        ensure_topics(broker.bootstrap, topics, settings.raw_topic_partitions)
         producer = make_producer(broker.bootstrap, {"linger.ms": 50, "batch.num.messages": 10000})
         for topic, value in messages:
             _produce(producer, topic, value)

@@ -87,6 +87,14 @@ class TansuBroker:
             self._proc.wait()
 
 
+def ensure_pipeline_topics(bootstrap: str, topics: list[str], raw_partitions: int, partitions: int) -> None:
+    """The pipeline's topics: raw ones (216 of them) with ``raw_partitions`` each, the others
+    with ``partitions``. Faust assigns partition N of every topic with the same count to one
+    worker, so each count caps how many workers share that stage."""
+    ensure_topics(bootstrap, [t for t in topics if t.startswith("raw.")], raw_partitions)
+    ensure_topics(bootstrap, [t for t in topics if not t.startswith("raw.")], partitions)
+
+
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1, timeout_s: float = 30.0) -> None:
     """Create the topics that do not exist yet (explicitly: never rely on auto-create)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})

@@ -22,7 +22,7 @@ from typing import IO, Any
 import httpx
 
 from vigie.reference.organizations import load_organizations
-from vigie.runtime.broker import TansuBroker, ensure_topics, free_port
+from vigie.runtime.broker import TansuBroker, ensure_pipeline_topics, free_port
 from vigie.runtime.registry import RegistryServer
 from vigie.schemas.contracts import all_topics
 from vigie.settings import Settings
@@ -136,7 +136,9 @@ class EmbeddedRuntime:
         say(f"broker    Tansu on {self._broker.bootstrap}")
         self._registry = RegistryServer(s.web_host, s.registry_port, self.data_dir / "registry.json").start()
         say(f"registry  {self._registry.url}")
-        ensure_topics(self._broker.bootstrap, all_topics(list(orgs)), s.topic_partitions)
+        ensure_pipeline_topics(
+            self._broker.bootstrap, all_topics(list(orgs)), s.raw_topic_partitions, s.topic_partitions
+        )
         return self._broker.bootstrap, self._registry.url
 
     def _start_worker(self, ready_timeout_s: float, say: Any) -> RuntimeInfo:

@@ -4,7 +4,9 @@ that owns the warehouse (status, metrics, readiness)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -15,34 +17,37 @@ from vigie import metrics
 from vigie.connectors.calendar import in_school_hours
 from vigie.dashboards.status import network_status, status_to_json
 from vigie.reference.organizations import load_organizations
-from vigie.runtime.broker import ensure_topics
+from vigie.runtime.broker import ensure_pipeline_topics
+from vigie.runtime.stage_pool import Stage, StagePool
 from vigie.schemas.contracts import all_topics
-from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
 from vigie.sinks.agents import register_sink_agents
 from vigie.sinks.migrate import migrate_up
 from vigie.sinks.warehouse import Warehouse, open_warehouse
 from vigie.streams.agents import register_stream_agents
-from vigie.streams.consent import ConsentWatcher
-from vigie.streams.harmonize import Harmonizer
-from vigie.streams.process import StageContext
-from vigie.streams.pseudonymize import load_pseudonymizer
 from vigie.streams.stewardship import StewardshipLog
 
 log = logging.getLogger(__name__)
 
 
-def build_app(settings: Settings) -> tuple[faust.App, Warehouse]:
+@dataclass(frozen=True)
+class WorkerParts:
+    """The Faust app and what must be closed after it stops."""
+
+    app: faust.App
+    warehouse: Warehouse
+    pool: StagePool
+
+
+def build_app(settings: Settings) -> WorkerParts:
     """Resolve every dependency once and wire the agents and views on a Faust app."""
     organizations = load_organizations(settings.organizations_file)
-    consent = ConsentWatcher(settings.consent_file, settings.consent_reload_s)
-    key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
-    pseudonymizer = load_pseudonymizer(
-        key, settings.pseudonym_key_file, settings.pseudonym_key_id,
-        settings.embedded_key_file if settings.embedded else None,
-    )  # fmt: skip
-    ctx = StageContext(organizations, consent, pseudonymizer, Harmonizer(settings.mappings_dir))
-    codec = AvroCodec.from_url(settings.registry_url)
+    # Built here first: the embedded key is generated once, before any pool child reads it.
+    stage = Stage.from_settings(settings)
+    consent = stage.consent
+    codec = stage.codec
+    processes = settings.stream_processes if settings.stream_processes >= 0 else (os.cpu_count() or 1)
+    pool = StagePool(settings, processes, stage)
     warehouse = open_warehouse(settings.warehouse_url, settings.warehouse_path, settings.warehouse_database)
     applied = migrate_up(warehouse)
     if applied:
@@ -67,7 +72,10 @@ def build_app(settings: Settings) -> tuple[faust.App, Warehouse]:
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
-    register_stream_agents(app, ctx, codec, StewardshipLog(settings.stewardship_file), settings)
+    register_stream_agents(
+        app, list(organizations), pool.run, StewardshipLog(settings.stewardship_file), settings,
+        concurrency=max(1, processes),
+    )  # fmt: skip
     register_sink_agents(app, warehouse, codec, settings, consent)
 
     state: dict[str, Any] = {"assigned": False}
@@ -98,7 +106,7 @@ def build_app(settings: Settings) -> tuple[faust.App, Warehouse]:
     async def metrics_page(web: Any, _request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    return app, warehouse
+    return WorkerParts(app, warehouse, pool)
 
 
 def _topic_group(topic: str) -> str:
@@ -128,10 +136,13 @@ def run_worker(settings: Settings) -> None:
     """Run the worker until SIGTERM/SIGINT (Faust stops the agents gracefully)."""
     organizations = load_organizations(settings.organizations_file)
     # Idempotent: `vigie up` already did it; a standalone worker on a real cluster may not have.
-    ensure_topics(settings.broker_url, all_topics(list(organizations)), settings.topic_partitions)
-    app, warehouse = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    topics = all_topics(list(organizations))
+    s = settings
+    ensure_pipeline_topics(s.broker_url, topics, s.raw_topic_partitions, s.topic_partitions)
+    parts = build_app(settings)
+    worker = faust.Worker(parts.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     finally:
-        warehouse.close()
+        parts.pool.close()
+        parts.warehouse.close()

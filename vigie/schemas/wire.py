@@ -51,6 +51,8 @@ class AvroCodec:
         self._registry = registry
         self._ids: dict[str, int] = {}
         self._writers: dict[int, Any] = {}
+        self._writer_json: dict[int, Any] = {}
+        self._same: dict[tuple[int, str], bool] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -79,9 +81,19 @@ class AvroCodec:
         writer = self._writers.get(schema_id)
         if writer is None:
             schema = self._registry.get_schema(schema_id)
-            writer = fastavro.parse_schema(json.loads(schema.schema_str or "null"))
+            self._writer_json[schema_id] = json.loads(schema.schema_str or "null")
+            writer = fastavro.parse_schema(self._writer_json[schema_id])
             self._writers[schema_id] = writer
         return writer
+
+    def _resolution(self, schema_id: int, reader: Contract) -> Any:
+        """The reader schema to resolve against, or None when the writer's is the same
+        (schema resolution costs a fifth of decoding time for nothing then)."""
+        key = (schema_id, reader.full_name)
+        same = self._same.get(key)
+        if same is None:
+            same = self._same[key] = self._writer_json[schema_id] == json.loads(reader.schema_str)
+        return None if same else reader.parsed
 
     def decode(self, data: bytes | None, reader: Contract) -> dict[str, Any]:
         """Decode a framed message into a record of the reader contract.
@@ -99,7 +111,8 @@ class AvroCodec:
         except Exception as exc:
             raise WireFormatError(f"schema id {schema_id} unknown to the registry") from exc
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, reader.parsed)
+            reader_schema = self._resolution(schema_id, reader)
+            record = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, reader_schema)
         except Exception as exc:
             raise WireFormatError(
                 f"Avro body unreadable as {reader.full_name}: {type(exc).__name__}"

@@ -1,4 +1,4 @@
-"""Faust wiring of the stream stage: decode, call ``curate_messages``, send, then ack.
+"""Faust wiring of the stream stage: take raw batches, run the stage, send, then ack.
 
 Offsets of a raw batch are acknowledged only after its curated batch and dead
 letters were acknowledged by the broker (at least once; the warehouse dedups).
@@ -8,35 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
 
 from vigie.schemas.contracts import DEAD_LETTER_TOPIC, Dataset, curated_topic, raw_topic
-from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
-from vigie.streams.curate import RawMessage, StageOutput, curate_messages
-from vigie.streams.process import StageContext
+from vigie.streams.curate import RawMessage, StageOutput, record_metrics
 from vigie.streams.stewardship import StewardshipLog
 
 log = logging.getLogger(__name__)
 
 
 def register_stream_agents(
-    app: faust.App, ctx: StageContext, codec: AvroCodec, stewardship: StewardshipLog, settings: Settings
+    app: faust.App,
+    css_codes: list[str],
+    run_stage: Callable[[list[RawMessage]], Awaitable[StageOutput]],
+    stewardship: StewardshipLog,
+    settings: Settings,
+    concurrency: int = 1,
 ) -> None:
-    """Declare the curate agent over every raw topic of every organization; unmapped codes
-    and texts go to the stewardship log."""
-    raw_topics = [raw_topic(css, ds) for css in ctx.organizations for ds in Dataset]
+    """Declare the curate agent over every raw topic of every organization. ``run_stage``
+    runs ``curate_messages`` off the event loop (in this process or a pool); with
+    ``concurrency`` > 1, that many batches are in the stage at once. Unmapped codes and
+    texts go to the stewardship log."""
+    raw_topics = [raw_topic(css, ds) for css in css_codes for ds in Dataset]
     source = app.topic(*raw_topics, value_serializer="raw", key_serializer="raw")
     curated = {ds: app.topic(curated_topic(ds), value_serializer="raw") for ds in Dataset}
     dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
-    mapping_version = ctx.harmonizer.version
-
-    def run_stage(messages: list[RawMessage]) -> StageOutput:
-        out = curate_messages(messages, ctx, codec, mapping_version)
-        stewardship.record(out.unmapped)
-        return out
 
     async def curate(stream: faust.StreamT[Any]) -> None:
         # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
@@ -51,7 +51,9 @@ def register_stream_agents(
             ]
             # Decoding, processing and encoding run off the event loop so that
             # consumer heartbeats keep flowing during a large batch.
-            out = await loop.run_in_executor(None, run_stage, messages)
+            out = await run_stage(messages)
+            record_metrics(out)
+            await loop.run_in_executor(None, stewardship.record, out.unmapped)
             pending = [await curated[ds].send(value=value) for ds, value in out.curated.items()]
             pending += [await dead.send(value=value) for value in out.dead_letters]
             await asyncio.gather(*pending)
@@ -60,4 +62,4 @@ def register_stream_agents(
             if out.dead_letters:
                 log.info("stream batch: %d dead letters", len(out.dead_letters))
 
-    app.agent(source, name="vigie.streams.curate")(curate)
+    app.agent(source, name="vigie.streams.curate", concurrency=concurrency)(curate)

@@ -42,12 +42,29 @@ class RawMessage:
 @dataclass
 class StageOutput:
     """Encoded messages to send (at most one curated batch per dataset, and dead letters),
-    and the unmapped codes and texts seen, with counts, for the data stewards."""
+    the unmapped codes and texts seen, with counts, for the data stewards, and what the
+    metrics need. Plain data (picklable): the stage may run in another process."""
 
     curated: dict[Dataset, bytes] = field(default_factory=dict)
     dead_letters: list[bytes] = field(default_factory=list)
     curated_records: int = 0
     unmapped: Counter[Unmapped] = field(default_factory=Counter)
+    messages: Counter[str] = field(default_factory=Counter)  # by dataset
+    records: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # dataset, css, outcome
+    refusals: Counter[tuple[str, str]] = field(default_factory=Counter)  # stage, reason code
+    last_event_at: dict[tuple[str, str], float] = field(default_factory=dict)  # css, dataset
+
+
+def record_metrics(out: StageOutput) -> None:
+    """Add one stage output's counts to the process's Prometheus metrics."""
+    for dataset, n in out.messages.items():
+        metrics.STREAM_MESSAGES.labels(dataset).inc(n)
+    for (dataset, css, outcome), n in out.records.items():
+        metrics.STREAM_RECORDS.labels(dataset, css, outcome).inc(n)
+    for (stage, reason), n in out.refusals.items():
+        metrics.DEAD_LETTERS.labels(stage, reason).inc(n)
+    for (css, dataset), at in out.last_event_at.items():
+        metrics.CSS_LAST_EVENT.labels(css, dataset).set(at)
 
 
 def _dead_letter_id(msg: RawMessage, suffix: str) -> str:
@@ -98,7 +115,7 @@ def curate_messages(
             rejection = Rejection(Stage.DECODE, Reason.UNKNOWN_TOPIC, "not a raw topic", 0)
             letters.append(dead_letter(msg, rejection, now, None, None))
             continue
-        metrics.STREAM_MESSAGES.labels(dataset.value).inc()
+        out.messages[dataset.value] += 1
         try:
             batch = codec.decode(msg.value, raw_contract(dataset))
         except WireFormatError as exc:
@@ -107,9 +124,9 @@ def curate_messages(
             continue
         outcome = process_batch(css, dataset, batch, ctx)
         curated[dataset].extend(outcome.records)
-        metrics.STREAM_RECORDS.labels(dataset.value, css, "curated").inc(len(outcome.records))
+        out.records[(dataset.value, css, "curated")] += len(outcome.records)
         if outcome.records:
-            metrics.CSS_LAST_EVENT.labels(css, dataset.value).set(now.timestamp())
+            out.last_event_at[(css, dataset.value)] = now.timestamp()
         out.unmapped.update(outcome.unmapped)
         for rejection in outcome.rejections:
             payload = None
@@ -117,9 +134,7 @@ def curate_messages(
                 single = {**batch, RAW_RECORDS_FIELD[dataset]: [rejection.record]}
                 payload = codec.encode(raw_contract(dataset), single)
             letters.append(dead_letter(msg, rejection, now, css, dataset, payload))
-            metrics.STREAM_RECORDS.labels(dataset.value, css, rejection.reason_code).inc(
-                rejection.record_count
-            )
+            out.records[(dataset.value, css, rejection.reason_code)] += rejection.record_count
     for dataset, records in curated.items():
         if records:
             out.curated[dataset] = codec.encode(
@@ -130,6 +145,6 @@ def curate_messages(
             out.curated_records += len(records)
     dl_contract = load_contract(DEAD_LETTER_CONTRACT)
     for letter in letters:
-        metrics.DEAD_LETTERS.labels(letter["stage"], letter["reason_code"]).inc()
+        out.refusals[(letter["stage"], letter["reason_code"])] += 1
         out.dead_letters.append(codec.encode(dl_contract, letter))
     return out

@@ -8,7 +8,10 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
+
+CACHE_SIZE = 262_144  # pseudonyms remembered (about 40 MB at most)
 
 
 class PseudonymKeyError(ValueError):
@@ -29,11 +32,17 @@ class Pseudonymizer:
     def __post_init__(self) -> None:
         if len(self.key) < 16:
             raise PseudonymKeyError("pseudonymization key must be at least 16 bytes")
+        # A student appears on every period's sheet, every day: remember recent pseudonyms
+        # (memory only, bounded) rather than recompute the HMAC each time.
+        object.__setattr__(self, "_cached", lru_cache(maxsize=CACHE_SIZE)(self._compute))
+
+    def _compute(self, css: str, kind: str, local_id: str) -> str:
+        message = f"{kind}\x1f{css}\x1f{local_id}".encode()
+        return hmac.digest(self.key, message, "sha256").hex()[:32]
 
     def pseudonym(self, css: str, kind: str, local_id: str) -> str:
         """Pseudonym of a person of ``kind`` (student, staff) known as ``local_id`` in ``css``."""
-        message = f"{kind}\x1f{css}\x1f{local_id}".encode()
-        return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
+        return self._cached(css, kind, local_id)  # type: ignore[attr-defined]
 
 
 def derive_key_id(key: bytes) -> str:

@@ -8,6 +8,7 @@ Counts accumulate across batches and restarts.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ class StewardshipLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()  # several stage batches may report at once
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
 
@@ -52,7 +54,7 @@ class StewardshipLog:
         if not seen:
             return
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._db:
+        with self._lock, self._db:
             self._db.executemany(
                 "INSERT INTO unmapped VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (css, dataset, field, value) "

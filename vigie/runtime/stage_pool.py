@@ -1,0 +1,88 @@
+"""The stream stage on several cores: child processes each holding their own stage context.
+
+The stage is CPU-bound pure Python (Avro decode, validation, HMAC, harmonization, Avro
+encode), so threads share one core under the GIL. A pool of spawned processes runs
+``curate_messages`` on raw batches in parallel; the worker process keeps the Faust
+consumer, the producer, the sinks and the warehouse. Inputs and outputs are plain bytes
+and counters, cheap to pass between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from vigie.reference.organizations import load_organizations
+from vigie.schemas.wire import AvroCodec
+from vigie.settings import Settings
+from vigie.streams.consent import ConsentWatcher
+from vigie.streams.curate import RawMessage, StageOutput, curate_messages
+from vigie.streams.harmonize import Harmonizer
+from vigie.streams.process import StageContext
+from vigie.streams.pseudonymize import load_pseudonymizer
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Everything ``curate_messages`` needs, built once per process."""
+
+    ctx: StageContext
+    codec: AvroCodec
+    mapping_version: str
+    consent: ConsentWatcher
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Stage:
+        key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
+        pseudonymizer = load_pseudonymizer(
+            key, settings.pseudonym_key_file, settings.pseudonym_key_id,
+            settings.embedded_key_file if settings.embedded else None,
+        )  # fmt: skip
+        harmonizer = Harmonizer(settings.mappings_dir)
+        consent = ConsentWatcher(settings.consent_file, settings.consent_reload_s)
+        organizations = load_organizations(settings.organizations_file)
+        ctx = StageContext(organizations, consent, pseudonymizer, harmonizer)
+        return cls(ctx, AvroCodec.from_url(settings.registry_url), harmonizer.version, consent)
+
+    def run(self, messages: list[RawMessage]) -> StageOutput:
+        return curate_messages(messages, self.ctx, self.codec, self.mapping_version)
+
+
+_CHILD_STAGE: Stage | None = None
+
+
+def _init_child(settings: Settings) -> None:
+    global _CHILD_STAGE
+    _CHILD_STAGE = Stage.from_settings(settings)
+
+
+def _run_in_child(messages: list[RawMessage]) -> StageOutput:
+    assert _CHILD_STAGE is not None, "stage pool child not initialized"
+    return _CHILD_STAGE.run(messages)
+
+
+class StagePool:
+    """Run the stage in ``processes`` child processes, or in a thread of this process when 0."""
+
+    def __init__(self, settings: Settings, processes: int, local: Stage) -> None:
+        self.processes = processes
+        self._local = local
+        self._executor: Executor
+        if processes > 0:
+            # spawn, not fork: the worker has threads (Kafka clients, the engine) by now.
+            context = multiprocessing.get_context("spawn")
+            self._executor = ProcessPoolExecutor(processes, context, _init_child, (settings,))
+        else:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="stage")
+
+    async def run(self, messages: list[RawMessage]) -> StageOutput:
+        """One raw batch through the stage, off the event loop."""
+        loop = asyncio.get_running_loop()
+        if self.processes > 0:
+            return await loop.run_in_executor(self._executor, _run_in_child, messages)
+        return await loop.run_in_executor(self._executor, self._local.run, messages)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
