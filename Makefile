@@ -5,8 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Debian packages the tests drive for real: Prometheus and promtool (alert rules).
-DEBIAN_TOOLS := prometheus
+# Debian packages the tests drive for real: Prometheus and promtool (alert rules),
+# Chromium (the HTML report, headless) and docker-compose (validates the stack file).
+DEBIAN_TOOLS := prometheus chromium docker-compose
 TOOLS_STAMP  := $(VENV)/.tools
 
 .PHONY: demo test test-fast lint up clean tools

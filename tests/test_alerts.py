@@ -18,6 +18,7 @@ import vigie.metrics  # noqa: F401  (registers every Vigie metric)
 from tests.embedded import vigie_up, wait_for
 from vigie.connectors.publisher import ConnectorPublisher, flush, make_producer
 from vigie.connectors.simulator import SimulatedCss
+from vigie.dashboards.panels import PIPELINE
 from vigie.runtime.broker import free_port
 from vigie.schemas.contracts import Dataset
 from vigie.schemas.wire import AvroCodec
@@ -99,6 +100,10 @@ def test_prometheus_scrapes_a_running_worker_with_the_rules_loaded(tmp_path: Pat
                 scraped('vigie_connector_last_heartbeat_timestamp_seconds{css="laval"}') > time.time() - 600
             )
             assert scraped('up{job="vigie-worker"}') == 1
+            # Every pipeline-dashboard query is valid PromQL for this Prometheus.
+            for panel in PIPELINE.panels:
+                answer = httpx.get(f"{api}/query", params={"query": panel.query}, timeout=5).json()
+                assert answer["status"] == "success", (panel.title, answer)
             groups = httpx.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
             rules = [r for g in groups for r in g["rules"]]
             assert len(rules) == 6 and all(r["health"] in ("ok", "unknown") for r in rules), rules

@@ -34,6 +34,8 @@ DataDir = Annotated[
 ]
 
 
+dashboards_app = typer.Typer(help="The Grafana dashboards.", no_args_is_help=True)
+app.add_typer(dashboards_app, name="dashboards")
 warehouse_app = typer.Typer(help="The warehouse outside `vigie up`.", no_args_is_help=True)
 app.add_typer(warehouse_app, name="warehouse")
 
@@ -137,6 +139,61 @@ def status(
         return
     render_status(statuses, console)
     console.print(f"[dim]source: {'running worker' if source == 'worker' else settings.data_dir}[/dim]")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    days: Annotated[float, typer.Option(min=0.01, help="The range: this many days back from now.")] = 30.0,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Also write every panel's rows as JSON here.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write the dashboards as one static HTML page with charts, for people without Grafana.
+
+    The same panels and SQL as the Grafana dashboards (ClickHouse ones; the pipeline's
+    Prometheus panels stay in Grafana), with the same small-cell suppression. Reads the
+    running worker, VIGIE_WAREHOUSE_URL, or the data directory.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from vigie.dashboards.report import render_html, results_to_json
+    from vigie.runtime.client import fetch_panels
+    from vigie.runtime.supervisor import RuntimeStartError
+    from vigie.sinks.warehouse import WarehouseUnavailable
+
+    settings = _settings(data_dir)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise _fail(f"--out should name an .html file, got {out}", 2)
+    end = datetime.now(UTC)
+    start = end - timedelta(days=days)
+    try:
+        results, source = fetch_panels(settings, start, end)
+    except (RuntimeStartError, WarehouseUnavailable) as exc:
+        raise _fail(str(exc)) from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(results, start, end, settings.suppression_minimum), encoding="utf-8")
+        if data is not None:
+            data.write_text(json.dumps(results_to_json(results), indent=1, default=str), encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"cannot write the report: {exc}") from None
+    shown = sum(1 for r in results if r.rows)
+    console.print(f"{out}: {len(results)} panels ({shown} with rows), from the {source}")
+
+
+@dashboards_app.command("export")
+def dashboards_export(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory (default: the package's grafana/dashboards).")
+    ] = None,
+) -> None:
+    """Write the Grafana dashboard JSON files from the panel definitions (dashboards/panels.py)."""
+    from vigie.dashboards.grafana import DASHBOARDS_DIR, export
+
+    for path in export(out or DASHBOARDS_DIR):
+        console.print(str(path))
 
 
 @app.command()
@@ -333,6 +390,9 @@ def connector_run(
     once: Annotated[
         bool, typer.Option("--once", help="Poll every source once, send everything, then exit.")
     ] = False,
+    metrics_port: Annotated[
+        int, typer.Option(help="Serve Prometheus metrics on this port (0: none).", min=0, max=65535)
+    ] = 0,
 ) -> None:
     """Run one CSS's connector: detect changes, keep them in the durable outbox, send them.
 
@@ -357,6 +417,13 @@ def connector_run(
         raise _fail(f"cannot start the connector for {cfg.css}: {type(exc).__name__}: {exc}", 1) from None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: connector.stop())
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port)
+        except OSError as exc:
+            raise _fail(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     err.print(f"connector {cfg.name} for {cfg.css}: {len(cfg.sources)} source(s), outbox {cfg.outbox}")
     connector.run(once=once)
     s = connector.stats

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vigie import metrics
 from vigie.connectors.calendar import in_school_hours
+from vigie.dashboards.report import results_to_json, run_panels
 from vigie.dashboards.status import network_status, status_to_json
 from vigie.reference.organizations import load_organizations
 from vigie.runtime.broker import ensure_pipeline_topics
@@ -23,6 +24,7 @@ from vigie.schemas.contracts import all_topics
 from vigie.settings import Settings
 from vigie.sinks.agents import register_sink_agents
 from vigie.sinks.migrate import migrate_up
+from vigie.sinks.rows import organizations_frame
 from vigie.sinks.warehouse import Warehouse, open_warehouse
 from vigie.streams.agents import register_stream_agents
 from vigie.streams.stewardship import StewardshipLog
@@ -52,6 +54,7 @@ def build_app(settings: Settings) -> WorkerParts:
     applied = migrate_up(warehouse)
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    warehouse.insert_frame("organizations", organizations_frame(organizations.values(), datetime.now(UTC)))
 
     app = faust.App(
         "vigie",
@@ -101,6 +104,18 @@ def build_app(settings: Settings) -> WorkerParts:
         metrics.SCHOOL_HOURS.set(1 if in_school_hours(datetime.now(UTC)) else 0)
         for group, lag in consumer_lag(app).items():
             metrics.CONSUMER_LAG.labels(group).set(lag)
+
+    @app.page("/panels")
+    async def panels(web: Any, request: Any) -> Any:
+        try:
+            start = datetime.fromisoformat(request.query["from"])
+            end = datetime.fromisoformat(request.query["to"])
+        except (KeyError, ValueError):
+            return web.json({"error": "from and to (ISO date-times) are required"}, status=400)
+        rows = await app.loop.run_in_executor(
+            None, run_panels, warehouse, start, end, settings.suppression_minimum
+        )
+        return web.json(results_to_json(rows))
 
     @app.page("/metrics")
     async def metrics_page(web: Any, _request: Any) -> Any:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
+from vigie.reference.organizations import Organization
 from vigie.schemas.contracts import CURATED_RECORDS_FIELD, Dataset
 from vigie.streams.consent import ConsentRegistry
 
@@ -68,6 +70,11 @@ def fact_frame(
     days = {css: retention(css) for css in frame["css"].unique()}
     frame["retention_days"] = frame["css"].map(days).astype("uint16")
     return frame
+
+
+def organizations_frame(organizations: Iterable[Organization], loaded_at: datetime) -> pd.DataFrame:
+    """The reference list of organizations as rows."""
+    return pd.DataFrame([{**asdict(o), "loaded_at": loaded_at} for o in organizations])
 
 
 def consent_frame(consent: ConsentRegistry, loaded_at: datetime) -> pd.DataFrame:
