@@ -122,3 +122,24 @@ def test_subject_codes_are_per_css_with_network_defaults(harmonizer: Harmonizer)
     assert harmonizer.subject("montreal", "132") == "francais"
     assert harmonizer.subject("laval", "132") is None
     assert harmonizer.subject("english-montreal", "ELA") == "english_language_arts"
+
+
+def test_success_breakdowns_take_local_spellings_and_report_the_rest(harmonizer: Harmonizer) -> None:
+    batch = {"scale": "percent", "subject_code": "MAT", "competency_code": "C1"}
+    base = {"result": "72", "sex": "F"}
+    unmapped: list[Unmapped] = []
+    fr = harmonizer.grades("laval", batch, {**base, "language_group": " FR ", "immigration": "2",
+                                            "intervention_plan": True}, unmapped)  # fmt: skip
+    assert (fr["language_group"], fr["immigration"], fr["intervention_plan"]) == ("francophone", "2e", True)
+    en = harmonizer.grades(
+        "laval", batch, {**base, "language_group": "anglais", "immigration": "3e+"}, unmapped
+    )
+    assert (en["language_group"], en["immigration"], en["intervention_plan"]) == ("anglophone", "3e+", None)
+    assert unmapped == []
+    odd = harmonizer.grades(
+        "laval", batch, {**base, "language_group": "créole", "immigration": "?"}, unmapped
+    )
+    assert odd["language_group"] is None and odd["immigration"] is None
+    assert {(u.field, u.value) for u in unmapped} == {("language_group", "créole"), ("immigration", "?")}
+    # Records from connectors that predate these fields still harmonize.
+    assert harmonizer.grades("laval", batch, base, [])["language_group"] is None

@@ -33,7 +33,8 @@ GRADES_COLUMNS = {
     "ecole": "school_code", "groupe": "group_code", "niveau": "level", "matiere": "subject_code",
     "competence": "competency_code", "etape": "etape", "date_evaluation": "evaluation_date", "echelle": "scale",
     "fiche": "student_local_id", "code_permanent": "code_permanent", "prenom": "first_name", "nom": "last_name",
-    "date_naissance": "birth_date", "sexe": "sex", "resultat": "result",
+    "date_naissance": "birth_date", "sexe": "sex", "plan_intervention": "intervention_plan",
+    "langue": "language_group", "immigration": "immigration", "resultat": "result",
 }  # fmt: skip
 STAFF_COLUMNS = {
     "matricule": "employee_number", "prenom": "first_name", "nom": "last_name", "date_naissance": "birth_date",
@@ -104,7 +105,9 @@ def grade_rows(css: SimulatedCss, day: date, scale: float) -> list[dict[str, Any
                 "matiere": batch["subject_code"], "competence": batch["competency_code"], "etape": batch["etape"],
                 "date_evaluation": day.isoformat(), "echelle": batch["scale"], "fiche": r["student_local_id"],
                 "code_permanent": r["code_permanent"], "prenom": r["first_name"], "nom": r["last_name"],
-                "date_naissance": r["birth_date"].isoformat(), "sexe": r["sex"], "resultat": r["result"],
+                "date_naissance": r["birth_date"].isoformat(), "sexe": r["sex"],
+                "plan_intervention": r["intervention_plan"], "langue": r["language_group"],
+                "immigration": r["immigration"], "resultat": r["result"],
             })  # fmt: skip
     return rows
 

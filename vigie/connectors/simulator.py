@@ -98,6 +98,9 @@ class Student:
     birth_date: date
     sex: str
     postal_code: str
+    intervention_plan: bool = False
+    language_group: str = "francophone"
+    immigration: str = "3"
 
 
 @dataclass
@@ -131,6 +134,9 @@ class SimulatedCss:
     def roster(self, group: int) -> list[Student]:
         if group not in self.rosters:
             r = _rng(self.seed, self.org.code, "group", group)
+            # A separate stream for the profile, so rosters drawn before it existed stay the same.
+            p = _rng(self.seed, self.org.code, "profile", group)
+            english = self.org.language == "en"
             age = 5 + group % 12
             students = []
             for seat in range(r.randint(18, 28)):
@@ -139,9 +145,14 @@ class SimulatedCss:
                 sex = r.choice("FM")
                 cp = f"{last[:3].upper()}{first[0].upper()}{born:%d%m%y}{r.randint(10, 99)}"
                 postal = f"{r.choice('GHJ')}{r.randint(0, 9)}{r.choice('ABCEGH')} {r.randint(0, 9)}A{r.randint(0, 9)}"
+                language = p.choices(
+                    ("fr", "en", "autre"), (0.1, 0.75, 0.15) if english else (0.75, 0.05, 0.2)
+                )[0]
+                immigration = p.choices(("1", "2", "3"), (0.1, 0.15, 0.75))[0]
                 students.append(
-                    Student(f"{self.org.code[:3]}{group:04d}{seat:02d}", cp, first, last, born, sex, postal)
-                )
+                    Student(f"{self.org.code[:3]}{group:04d}{seat:02d}", cp, first, last, born, sex, postal,
+                            p.random() < 0.2, language, immigration)
+                )  # fmt: skip
             self.rosters[group] = students
         return self.rosters[group]
 
@@ -208,7 +219,8 @@ class SimulatedCss:
                 result = "abs?"
             key = f"ev{seq}/{s.local_id}"
             results.append({**self._ids(Dataset.GRADES, key), **self._identity(s),
-                            "sex": s.sex, "result": result, "occurred_at": now, "detected_at": now})  # fmt: skip
+                            "sex": s.sex, "intervention_plan": s.intervention_plan, "language_group": s.language_group,
+                            "immigration": s.immigration, "result": result, "occurred_at": now, "detected_at": now})  # fmt: skip
         level = f"prim{1 + group % 6}" if group % 12 < 6 else f"sec{1 + group % 5}"
         return {"css": self.org.code, "source_system": self.source_system,
                 "school_code": self.school_of(group), "group_code": f"G{group:04d}", "level": level,

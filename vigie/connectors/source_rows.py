@@ -36,7 +36,9 @@ _STUDENT = (("student_local_id", STR, True), ("code_permanent", STR, False), ("f
 RECORD_COLUMNS: dict[Dataset, tuple[tuple[str, str, bool], ...]] = {
     Dataset.ATTENDANCE: (*_STUDENT, ("status_code", STR, True), ("absence_code", STR, False),
                          ("absence_text", STR, False), ("occurred_at", DATETIME, False)),
-    Dataset.GRADES: (*_STUDENT, ("sex", STR, False), ("result", STR, True), ("occurred_at", DATETIME, False)),
+    Dataset.GRADES: (*_STUDENT, ("sex", STR, False), ("intervention_plan", BOOL, False),
+                     ("language_group", STR, False), ("immigration", STR, False), ("result", STR, True),
+                     ("occurred_at", DATETIME, False)),
     Dataset.STAFF: (("employee_number", STR, True), ("first_name", STR, False), ("last_name", STR, False),
                     ("birth_date", DATE, False), ("email", STR, False), ("phone", STR, False),
                     ("job_code", STR, True), ("change_type", STR, True), ("leave_type", STR, False),

@@ -243,7 +243,7 @@ GROUP BY css ORDER BY chronic_pct DESC, css""",
 STUDENT_SUCCESS = Dashboard(
     "vigie-student-success",
     "Vigie — student success",
-    "Result bands (0-60, 61-74, 75-100) by subject, level, competency and sex. Cells under 5 students withheld.",
+    "Result bands (0-60, 61-74, 75-100) by subject, level, competency, sex, plan d'intervention, language group and immigration. Cells under 5 students withheld.",
     (
         Panel(
             "Result bands by subject and level",
@@ -288,6 +288,48 @@ GROUP BY region, sex, band ORDER BY region, sex, band""",
             x="band",
             y="students",
             series="sex",
+        ),
+        Panel(
+            "Result bands by plan d'intervention",
+            "barchart",
+            f"""SELECT if(g.intervention_plan, 'avec PI', 'sans PI') AS plan, g.result_band AS band, uniqExact(g.student_pseudonym) AS students
+FROM {DB}.grade_results AS g FINAL
+WHERE g.result_band IS NOT NULL AND g.intervention_plan IS NOT NULL AND $__timeFilter(g.evaluation_date)
+GROUP BY plan, band ORDER BY plan, band""",
+            ("plan", "band", "students"),
+            individuals=("students",),
+            groups=("plan",),
+            x="band",
+            y="students",
+            series="plan",
+        ),
+        Panel(
+            "Result bands by language group",
+            "barchart",
+            f"""SELECT g.language_group AS language_group, g.result_band AS band, uniqExact(g.student_pseudonym) AS students
+FROM {DB}.grade_results AS g FINAL
+WHERE g.result_band IS NOT NULL AND g.language_group IS NOT NULL AND $__timeFilter(g.evaluation_date)
+GROUP BY language_group, band ORDER BY language_group, band""",
+            ("language_group", "band", "students"),
+            individuals=("students",),
+            groups=("language_group",),
+            x="band",
+            y="students",
+            series="language_group",
+        ),
+        Panel(
+            "Result bands by immigration generation",
+            "barchart",
+            f"""SELECT g.immigration AS immigration, g.result_band AS band, uniqExact(g.student_pseudonym) AS students
+FROM {DB}.grade_results AS g FINAL
+WHERE g.result_band IS NOT NULL AND g.immigration IS NOT NULL AND $__timeFilter(g.evaluation_date)
+GROUP BY immigration, band ORDER BY immigration, band""",
+            ("immigration", "band", "students"),
+            individuals=("students",),
+            groups=("immigration",),
+            x="band",
+            y="students",
+            series="immigration",
         ),
     ),
     time_from="now-90d",

@@ -49,6 +49,19 @@ class GradeResult:
     passed: bool
 
 
+# Local spellings of the breakdowns the ministry reports student success by.
+LANGUAGE_GROUPS = {
+    **dict.fromkeys(("francophone", "fr", "français", "francais", "french"), "francophone"),
+    **dict.fromkeys(("anglophone", "en", "anglais", "english"), "anglophone"),
+    **dict.fromkeys(("allophone", "autre", "other", "allo"), "allophone"),
+}
+IMMIGRATION = {
+    **dict.fromkeys(("1", "1re", "1ere", "première", "premiere", "first", "1st"), "1re"),
+    **dict.fromkeys(("2", "2e", "deuxième", "deuxieme", "second", "2nd"), "2e"),
+    **dict.fromkeys(("3", "3+", "3e", "3e+", "troisième", "troisieme", "third", "3rd+"), "3e+"),
+}
+
+
 def band_of(percent: float) -> str:
     """Result band of a percent: '0-60', '61-74' or '75-100'."""
     rounded = round(percent)
@@ -174,8 +187,16 @@ class Harmonizer:
                 unmapped.append(Unmapped(css, "grades", name, local.strip()[:UNMAPPED_VALUE_MAX]))
             codes[name] = canonical or "inconnu"
         sex = (rec["sex"] or "").strip().upper()[:1]
+        groups = {}
+        for name, vocabulary in (("language_group", LANGUAGE_GROUPS), ("immigration", IMMIGRATION)):
+            local = (rec.get(name) or "").strip()
+            groups[name] = vocabulary.get(local.lower()) if local else None
+            if local and groups[name] is None:
+                unmapped.append(Unmapped(css, "grades", name, local[:UNMAPPED_VALUE_MAX]))
         return {
             **codes,
+            **groups,
+            "intervention_plan": rec.get("intervention_plan"),
             "sex": sex if sex in {"F", "M", "X"} else None,
             "result_percent": result.percent,
             "result_band": result.band,
