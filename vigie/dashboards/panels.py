@@ -240,6 +240,25 @@ GROUP BY css ORDER BY chronic_pct DESC, css""",
     time_from="now-30d",
 )
 
+
+def _bands_by(title: str, expression: str, alias: str, column: str) -> Panel:
+    """Result bands by one student characteristic (rows where the CSS records it)."""
+    return Panel(
+        title,
+        "barchart",
+        f"""SELECT {expression} AS {alias}, g.result_band AS band, uniqExact(g.student_pseudonym) AS students
+FROM {DB}.grade_results AS g FINAL
+WHERE g.result_band IS NOT NULL AND {column} IS NOT NULL AND $__timeFilter(g.evaluation_date)
+GROUP BY {alias}, band ORDER BY {alias}, band""",
+        (alias, "band", "students"),
+        individuals=("students",),
+        groups=(alias,),
+        x="band",
+        y="students",
+        series=alias,
+    )
+
+
 STUDENT_SUCCESS = Dashboard(
     "vigie-student-success",
     "Vigie — student success",
@@ -289,48 +308,14 @@ GROUP BY region, sex, band ORDER BY region, sex, band""",
             y="students",
             series="sex",
         ),
-        Panel(
+        _bands_by(
             "Result bands by plan d'intervention",
-            "barchart",
-            f"""SELECT if(g.intervention_plan, 'avec PI', 'sans PI') AS plan, g.result_band AS band, uniqExact(g.student_pseudonym) AS students
-FROM {DB}.grade_results AS g FINAL
-WHERE g.result_band IS NOT NULL AND g.intervention_plan IS NOT NULL AND $__timeFilter(g.evaluation_date)
-GROUP BY plan, band ORDER BY plan, band""",
-            ("plan", "band", "students"),
-            individuals=("students",),
-            groups=("plan",),
-            x="band",
-            y="students",
-            series="plan",
+            "if(g.intervention_plan, 'avec PI', 'sans PI')",
+            "plan",
+            "g.intervention_plan",
         ),
-        Panel(
-            "Result bands by language group",
-            "barchart",
-            f"""SELECT g.language_group AS language_group, g.result_band AS band, uniqExact(g.student_pseudonym) AS students
-FROM {DB}.grade_results AS g FINAL
-WHERE g.result_band IS NOT NULL AND g.language_group IS NOT NULL AND $__timeFilter(g.evaluation_date)
-GROUP BY language_group, band ORDER BY language_group, band""",
-            ("language_group", "band", "students"),
-            individuals=("students",),
-            groups=("language_group",),
-            x="band",
-            y="students",
-            series="language_group",
-        ),
-        Panel(
-            "Result bands by immigration generation",
-            "barchart",
-            f"""SELECT g.immigration AS immigration, g.result_band AS band, uniqExact(g.student_pseudonym) AS students
-FROM {DB}.grade_results AS g FINAL
-WHERE g.result_band IS NOT NULL AND g.immigration IS NOT NULL AND $__timeFilter(g.evaluation_date)
-GROUP BY immigration, band ORDER BY immigration, band""",
-            ("immigration", "band", "students"),
-            individuals=("students",),
-            groups=("immigration",),
-            x="band",
-            y="students",
-            series="immigration",
-        ),
+        _bands_by("Result bands by language group", "g.language_group", "language_group", "g.language_group"),
+        _bands_by("Result bands by immigration generation", "g.immigration", "immigration", "g.immigration"),
     ),
     time_from="now-90d",
 )

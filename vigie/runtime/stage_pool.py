@@ -10,8 +10,10 @@ and counters, cheap to pass between processes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from vigie.reference.organizations import load_organizations
@@ -50,6 +52,7 @@ class Stage:
         return curate_messages(messages, self.ctx, self.codec, self.mapping_version)
 
 
+log = logging.getLogger(__name__)
 _CHILD_STAGE: Stage | None = None
 
 
@@ -68,21 +71,34 @@ class StagePool:
 
     def __init__(self, settings: Settings, processes: int, local: Stage) -> None:
         self.processes = processes
+        self.restarts = 0
+        self._settings = settings
         self._local = local
-        self._executor: Executor
-        if processes > 0:
+        self._executor: Executor = self._new_executor()
+
+    def _new_executor(self) -> Executor:
+        if self.processes > 0:
             # spawn, not fork: the worker has threads (Kafka clients, the engine) by now.
             context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(processes, context, _init_child, (settings,))
-        else:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="stage")
+            return ProcessPoolExecutor(self.processes, context, _init_child, (self._settings,))
+        return ThreadPoolExecutor(1, thread_name_prefix="stage")
 
     async def run(self, messages: list[RawMessage]) -> StageOutput:
-        """One raw batch through the stage, off the event loop."""
+        """One raw batch through the stage, off the event loop. A stage process that died
+        (killed, out of memory) breaks the pool: a new pool takes the batch again, once."""
         loop = asyncio.get_running_loop()
-        if self.processes > 0:
+        if self.processes == 0:
+            return await loop.run_in_executor(self._executor, self._local.run, messages)
+        broken = self._executor
+        try:
+            return await loop.run_in_executor(broken, _run_in_child, messages)
+        except BrokenProcessPool:
+            if self._executor is broken:  # the first batch to notice replaces the pool
+                log.error("a stream stage process died; starting a new pool")
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._new_executor()
+                self.restarts += 1
             return await loop.run_in_executor(self._executor, _run_in_child, messages)
-        return await loop.run_in_executor(self._executor, self._local.run, messages)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
