@@ -30,8 +30,8 @@ def test_good_and_broken_messages_split_into_curated_and_dead_letters(
     sent = sum(len(b[{"attendance": "marks", "grades": "results", "staff": "changes"}[ds.value]])
                for ds, b in batches)  # fmt: skip
     assert out.curated_records == sent
-    assert set(out.curated) == {Dataset.ATTENDANCE, Dataset.GRADES, Dataset.STAFF}
-    att = codec.decode(out.curated[Dataset.ATTENDANCE], curated_contract(Dataset.ATTENDANCE))
+    assert {ds for ds, _ in out.curated} == {Dataset.ATTENDANCE, Dataset.GRADES, Dataset.STAFF}
+    att = codec.decode(dict(out.curated)[Dataset.ATTENDANCE], curated_contract(Dataset.ATTENDANCE))
     assert att["mapping_version"] == "mtest"
 
     [letter_bytes] = out.dead_letters
@@ -64,3 +64,18 @@ def test_no_consent_dead_letter_drops_the_payload(stage_context, codec, organiza
     assert letter["reason_code"] == "no_consent"
     assert letter["payload"] is None
     assert letter["record_count"] == len(batch["changes"])
+
+
+def test_a_large_batch_leaves_in_curated_messages_of_bounded_size(
+    stage_context, codec, organizations
+) -> None:
+    css = SimulatedCss(organizations["laval"], seed=3)
+    now = datetime.now(UTC)
+    messages = [RawMessage("raw.laval.attendance", 0, i, codec.encode(raw_contract(Dataset.ATTENDANCE),
+                                                                     css.attendance_sheet(TODAY, now)))
+                for i in range(500)]  # fmt: skip
+    out = curate_messages(messages, stage_context, codec, "m", max_records=2_000)
+    sizes = [len(codec.decode(v, curated_contract(ds))["marks"]) for ds, v in out.curated]
+    assert sum(sizes) == out.curated_records > 10_000
+    assert max(sizes) == 2_000 and len(sizes) == -(-out.curated_records // 2_000)
+    assert max(len(v) for _, v in out.curated) < 1_000_000  # under Kafka's default message limit

@@ -54,7 +54,7 @@ def register_stream_agents(
             out = await run_stage(messages)
             record_metrics(out)
             await loop.run_in_executor(None, stewardship.record, out.unmapped)
-            pending = [await curated[ds].send(value=value) for ds, value in out.curated.items()]
+            pending = [await curated[ds].send(value=value) for ds, value in out.curated]
             pending += [await dead.send(value=value) for value in out.dead_letters]
             await asyncio.gather(*pending)
             for event in events:

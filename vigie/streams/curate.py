@@ -41,11 +41,11 @@ class RawMessage:
 
 @dataclass
 class StageOutput:
-    """Encoded messages to send (at most one curated batch per dataset, and dead letters),
+    """Encoded messages to send (curated batches per dataset, and dead letters),
     the unmapped codes and texts seen, with counts, for the data stewards, and what the
     metrics need. Plain data (picklable): the stage may run in another process."""
 
-    curated: dict[Dataset, bytes] = field(default_factory=dict)
+    curated: list[tuple[Dataset, bytes]] = field(default_factory=list)
     dead_letters: list[bytes] = field(default_factory=list)
     curated_records: int = 0
     unmapped: Counter[Unmapped] = field(default_factory=Counter)
@@ -100,10 +100,20 @@ def dead_letter(
     }
 
 
+# Records per curated message: a batch of 200 attendance sheets is ~770 KB encoded, close to
+# Kafka's default 1 MB message limit, so outputs are cut well below it whatever the input.
+CURATED_MAX_RECORDS = 2_000
+
+
 def curate_messages(
-    messages: list[RawMessage], ctx: StageContext, codec: AvroCodec, mapping_version: str
+    messages: list[RawMessage],
+    ctx: StageContext,
+    codec: AvroCodec,
+    mapping_version: str,
+    max_records: int = CURATED_MAX_RECORDS,
 ) -> StageOutput:
-    """Run the stream stage over a batch of raw messages."""
+    """Run the stream stage over a batch of raw messages; curated records leave in messages
+    of at most ``max_records`` each."""
     now = datetime.now(UTC)
     curated: dict[Dataset, list[dict[str, Any]]] = defaultdict(list)
     letters: list[dict[str, Any]] = []
@@ -136,13 +146,12 @@ def curate_messages(
             letters.append(dead_letter(msg, rejection, now, css, dataset, payload))
             out.records[(dataset.value, css, rejection.reason_code)] += rejection.record_count
     for dataset, records in curated.items():
-        if records:
-            out.curated[dataset] = codec.encode(
-                curated_contract(dataset),
-                {"mapping_version": mapping_version, "processed_at": now,
-                 CURATED_RECORDS_FIELD[dataset]: records},
-            )  # fmt: skip
-            out.curated_records += len(records)
+        for start in range(0, len(records), max_records):
+            chunk = records[start : start + max_records]
+            records_field = CURATED_RECORDS_FIELD[dataset]
+            batch = {"mapping_version": mapping_version, "processed_at": now, records_field: chunk}
+            out.curated.append((dataset, codec.encode(curated_contract(dataset), batch)))
+        out.curated_records += len(records)
     dl_contract = load_contract(DEAD_LETTER_CONTRACT)
     for letter in letters:
         out.refusals[(letter["stage"], letter["reason_code"])] += 1
