@@ -274,3 +274,30 @@ def test_vigie_migrate_against_a_server_url(warehouse_process, tmp_path: Path) -
     unreachable = vigie("migrate", "--url", "http://127.0.0.1:1", data_dir=tmp_path, check=False)
     assert unreachable.returncode == 1 and "cannot reach the warehouse" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_status_and_report_read_a_server_warehouse(warehouse_process, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "VIGIE_WAREHOUSE_URL": warehouse_process.url,
+        "VIGIE_WAREHOUSE_DATABASE": "srv_status",
+    }
+    run = [sys.executable, "-m", "vigie.cli"]
+    unmigrated = subprocess.run([*run, "status", "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                                timeout=120, env=env)  # fmt: skip
+    assert unmigrated.returncode == 1 and "vigie migrate" in unmigrated.stderr
+    assert "Traceback" not in unmigrated.stderr
+    subprocess.run([*run, "migrate", "--no-access", "--data-dir", str(tmp_path)], env=env, check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    status = subprocess.run([*run, "status", "--json", "--data-dir", str(tmp_path)], capture_output=True,
+                            text=True, timeout=120, env=env, check=True)  # fmt: skip
+    assert len(json.loads(status.stdout)) == 72
+    report = subprocess.run([*run, "report", "--out", str(tmp_path / "r.html"), "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, env=env, check=True)  # fmt: skip
+    assert "from the server" in report.stdout and "17 panels" in report.stdout  # an empty store: no rows yet
+    assert "Vigie — attendance" in (tmp_path / "r.html").read_text()

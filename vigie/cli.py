@@ -128,17 +128,19 @@ def status(
     from vigie.dashboards.status import render_status, status_to_json
     from vigie.runtime.client import fetch_status
     from vigie.runtime.supervisor import RuntimeStartError
+    from vigie.sinks.warehouse import WarehouseUnavailable
 
     settings = _settings(data_dir)
     try:
         statuses, source = fetch_status(settings)
-    except RuntimeStartError as exc:
+    except (RuntimeStartError, WarehouseUnavailable) as exc:
         raise _fail(str(exc)) from None
     if json_out:
         print(json.dumps(status_to_json(statuses), indent=2))
         return
     render_status(statuses, console)
-    console.print(f"[dim]source: {'running worker' if source == 'worker' else settings.data_dir}[/dim]")
+    where = {"worker": "running worker", "server": "ClickHouse server"}.get(source, str(settings.data_dir))
+    console.print(f"[dim]source: {where}[/dim]")
 
 
 @app.command()

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
-from vigie.dashboards.panels import DASHBOARDS, expand_macros
+from vigie.dashboards.panels import DASHBOARDS, DB, expand_macros
 from vigie.sinks.suppression import DEFAULT_MINIMUM
 from vigie.sinks.warehouse import Warehouse
 
@@ -47,7 +47,9 @@ def run_panels(
         for panel in dashboard.panels:
             if panel.promql:
                 continue
-            rows = warehouse.query(expand_macros(panel.sql_with(minimum), start, end))
+            # Panels name Grafana's database; a warehouse may use another (VIGIE_WAREHOUSE_DATABASE).
+            sql = panel.sql_with(minimum).replace(f"{DB}.", f"{warehouse.database}.")
+            rows = warehouse.query(expand_macros(sql, start, end))
             rows = [{k: _plain(v) for k, v in row.items()} for row in rows]
             columns = list(rows[0]) if rows else list(panel.columns)
             results.append(PanelResult(dashboard.title, panel.title, panel.kind, panel.x, panel.y,
