@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The stages, in the order data flows through them, then the composition root.
+PACKAGES := schemas connectors streams sinks dashboards vigie
 
 # Debian packages the tests drive for real: Prometheus and promtool (alert rules),
 # Chromium (the HTML report, headless) and docker-compose (validates the stack file).
@@ -37,16 +39,16 @@ up: $(STAMP)
 	$(BIN)/vigie up
 
 test: $(STAMP) $(TOOLS_STAMP)
-	$(BIN)/ruff check vigie tests
-	$(BIN)/mypy vigie
+	$(BIN)/ruff check $(PACKAGES) tests
+	$(BIN)/mypy $(PACKAGES)
 	$(BIN)/pytest
 
 test-fast: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -m "not integration"
 
 lint: $(STAMP)
-	$(BIN)/ruff check vigie tests
-	$(BIN)/mypy vigie
+	$(BIN)/ruff check $(PACKAGES) tests
+	$(BIN)/mypy $(PACKAGES)
 
 clean:
 	rm -rf $(VENV) .vigie .pytest_cache .mypy_cache

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from vigie.reference.organizations import Organization, load_organizations
+from schemas.organizations import Organization, load_organizations
+from schemas.wire import AvroCodec
+from sinks.migrate import migrate_up
+from sinks.warehouse import ChdbWarehouse
+from streams.consent import ConsentRegistry
+from streams.harmonize import Harmonizer
+from streams.process import StageContext
+from streams.pseudonymize import Pseudonymizer
 from vigie.runtime.registry import RegistryServer
-from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
-from vigie.sinks.migrate import migrate_up
-from vigie.sinks.warehouse import ChdbWarehouse
-from vigie.streams.consent import ConsentRegistry
-from vigie.streams.harmonize import Harmonizer
-from vigie.streams.process import StageContext
-from vigie.streams.pseudonymize import Pseudonymizer
 
 SETTINGS = Settings()
 TEST_KEY = b"test-key-0123456789abcdef-not-a-secret"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from vigie.connectors.simulator import SimulatedCss
-from vigie.reference.organizations import Organization
-from vigie.schemas.contracts import CURATED_RECORDS_FIELD, Dataset
-from vigie.streams.process import StageContext, process_batch
+from connectors.simulator import SimulatedCss
+from schemas.contracts import CURATED_RECORDS_FIELD, Dataset
+from schemas.organizations import Organization
+from streams.process import StageContext, process_batch
 
 
 def curated_batches(

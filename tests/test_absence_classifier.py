@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vigie.streams.absence import CANONICAL_REASONS, normalize
-from vigie.streams.harmonize import Harmonizer
+from streams.absence import CANONICAL_REASONS, normalize
+from streams.harmonize import Harmonizer
 
 DEV_SET = Path(__file__).parent / "data" / "absence_reasons_dev.csv"
 

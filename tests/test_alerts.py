@@ -14,14 +14,14 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-import vigie.metrics  # noqa: F401  (registers every Vigie metric)
+import schemas.metrics  # noqa: F401  (registers every Vigie metric)
+from connectors.publisher import ConnectorPublisher, flush, make_producer
+from connectors.simulator import SimulatedCss
+from dashboards.panels import PIPELINE
+from schemas.contracts import Dataset
+from schemas.wire import AvroCodec
 from tests.embedded import vigie_up, wait_for
-from vigie.connectors.publisher import ConnectorPublisher, flush, make_producer
-from vigie.connectors.simulator import SimulatedCss
-from vigie.dashboards.panels import PIPELINE
 from vigie.runtime.broker import free_port
-from vigie.schemas.contracts import Dataset
-from vigie.schemas.wire import AvroCodec
 
 ALERTS = Path(__file__).parent.parent / "deploy" / "alerts"
 RULES = ALERTS / "vigie.rules.yml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from vigie.connectors.calendar import etape, is_school_day, school_days_until
+from connectors.calendar import etape, is_school_day, school_days_until
 
 
 def test_school_days() -> None:

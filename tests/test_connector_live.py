@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from connectors.config import load_connector_config
+from connectors.runner import Connector
+from schemas.contracts import HEARTBEAT_TOPIC, Dataset, raw_contract, raw_topic
+from schemas.wire import AvroCodec
 from tests.connector_fixtures import SourceTable, attendance_row
 from tests.embedded import TEST_ENV, wait_for
-from vigie.connectors.config import load_connector_config
-from vigie.connectors.runner import Connector
 from vigie.runtime.broker import TansuBroker, ensure_topics
-from vigie.schemas.contracts import HEARTBEAT_TOPIC, Dataset, raw_contract, raw_topic
-from vigie.schemas.wire import AvroCodec
 
 pytestmark = pytest.mark.integration
 TOPIC = raw_topic("laval", Dataset.ATTENDANCE)

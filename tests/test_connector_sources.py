@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.connector_fixtures import SourceTable, attendance_row, source_table
-from vigie.connectors.config import (
+from connectors.config import (
     ConnectorConfigError,
     FileDropSourceConfig,
     SqlSourceConfig,
     load_connector_config,
 )
-from vigie.connectors.outbox import Outbox, OutboxItem
-from vigie.connectors.source_rows import build_batches
-from vigie.connectors.sources.file_drop import FileDropSource
-from vigie.connectors.sources.sql import SqlSource
-from vigie.schemas.contracts import Dataset
+from connectors.outbox import Outbox, OutboxItem
+from connectors.source_rows import build_batches
+from connectors.sources.file_drop import FileDropSource
+from connectors.sources.sql import SqlSource
+from schemas.contracts import Dataset
+from tests.connector_fixtures import SourceTable, attendance_row, source_table
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -228,7 +228,7 @@ def test_outbox_keeps_batches_until_acknowledged(tmp_path: Path) -> None:
 
 
 def test_a_failed_poll_commit_leaves_neither_batches_nor_state(tmp_path: Path) -> None:
-    from vigie.connectors.outbox import SourceRowState
+    from connectors.outbox import SourceRowState
 
     outbox = Outbox(tmp_path / "o.sqlite")
     item = OutboxItem("t", None, "c", b"x", 1)
@@ -238,7 +238,7 @@ def test_a_failed_poll_commit_leaves_neither_batches_nor_state(tmp_path: Path) -
 
 
 def test_batches_follow_natural_units(tmp_path: Path) -> None:
-    from vigie.connectors.source_rows import coerce_row, make_change, row_fingerprint, source_key
+    from connectors.source_rows import coerce_row, make_change, row_fingerprint, source_key
 
     rows = [coerce_row(Dataset.ATTENDANCE, attendance_row(n, group=f"G{n // 12}")) for n in range(24)]
     changes = [make_change("laval", "GPI", Dataset.ATTENDANCE, r, source_key(r, ("student_local_id",)),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vigie.schemas.contracts import Dataset
-from vigie.streams.consent import ConsentFileError, ConsentRegistry, ConsentWatcher
+from schemas.contracts import Dataset
+from streams.consent import ConsentFileError, ConsentRegistry, ConsentWatcher
 
 HEADER = "css,dataset,purpose,valid_from,valid_to,retention_days\n"
 

@@ -13,7 +13,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from vigie.schemas.contracts import (
+from schemas.contracts import (
     AVRO_DIR,
     CURATED_RECORDS_FIELD,
     Dataset,
@@ -23,7 +23,7 @@ from vigie.schemas.contracts import (
     raw_contract,
     raw_topic,
 )
-from vigie.schemas.wire import AvroCodec, WireFormatError
+from schemas.wire import AvroCodec, WireFormatError
 
 IDENTIFIERS = {"code_permanent", "first_name", "last_name", "birth_date", "postal_code",
                "email", "phone", "employee_number", "student_local_id", "absence_text"}  # fmt: skip

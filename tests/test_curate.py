@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from vigie.connectors.simulator import SimulatedCss
-from vigie.schemas.contracts import (
+from connectors.simulator import SimulatedCss
+from schemas.contracts import (
     DEAD_LETTER_CONTRACT,
     Dataset,
     curated_contract,
     load_contract,
     raw_contract,
 )
-from vigie.streams.curate import RawMessage, curate_messages
+from streams.curate import RawMessage, curate_messages
 
 TODAY = date.today()
 

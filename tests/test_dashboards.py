@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dashboards.grafana import DASHBOARDS_DIR, GRAFANA_DIR, dashboard_json
+from dashboards.panels import DASHBOARDS, expand_macros, suppressed
+from sinks.rows import FACT_TABLES, consent_frame, fact_frame, organizations_frame
 from tests.curated import curate_history, network_history
-from vigie.dashboards.grafana import DASHBOARDS_DIR, GRAFANA_DIR, dashboard_json
-from vigie.dashboards.panels import DASHBOARDS, expand_macros, suppressed
-from vigie.sinks.rows import FACT_TABLES, consent_frame, fact_frame, organizations_frame
 
 DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "vigie.yml"
 PROVISIONED = dict(re.findall(r"uid: (\S+)\n\s+type: (\S+)", DATASOURCES.read_text()))
@@ -59,7 +59,7 @@ def test_dashboards_have_unique_uids_queries_and_resolvable_datasources() -> Non
 def history_warehouse(chdb_session, stage_context, organizations):
     """One database holding a simulated history of three CSS, through the stream stage."""
     wh = chdb_session.for_database(f"h_{uuid.uuid4().hex[:10]}")
-    from vigie.sinks.migrate import migrate_up
+    from sinks.migrate import migrate_up
 
     migrate_up(wh)
     now = datetime.now(UTC)
@@ -147,7 +147,7 @@ def test_the_compose_stack_validates_and_needs_its_secrets_from_the_environment(
         services
     )
     # The sample connector's configuration is one `vigie connector run` accepts.
-    from vigie.connectors.config import load_connector_config
+    from connectors.config import load_connector_config
 
     monkeypatch.setenv("VIGIE_SAMPLE_SOURCE_URL", "sqlite:////tmp/sample.sqlite")
     config = load_connector_config(ROOT / "deploy" / "connector" / "connector.toml")

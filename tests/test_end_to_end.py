@@ -11,12 +11,12 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from connectors.publisher import ConnectorPublisher, flush, make_producer
+from connectors.simulator import SimulatedCss
+from schemas.contracts import RAW_RECORDS_FIELD, Dataset
+from schemas.organizations import Organization
+from schemas.wire import AvroCodec
 from tests.embedded import dump_warehouse, status_json, vigie, vigie_up, wait_for
-from vigie.connectors.publisher import ConnectorPublisher, flush, make_producer
-from vigie.connectors.simulator import SimulatedCss
-from vigie.reference.organizations import Organization
-from vigie.schemas.contracts import RAW_RECORDS_FIELD, Dataset
-from vigie.schemas.wire import AvroCodec
 
 pytestmark = pytest.mark.integration
 

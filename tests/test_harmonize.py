@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vigie.streams.absence import CANONICAL_REASONS
-from vigie.streams.harmonize import BANDS, Harmonizer, Unmapped, band_of
-from vigie.streams.rejection import RecordRefused
+from streams.absence import CANONICAL_REASONS
+from streams.harmonize import BANDS, Harmonizer, Unmapped, band_of
+from streams.rejection import RecordRefused
 
 
 @pytest.mark.parametrize(

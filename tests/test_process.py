@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vigie.connectors.simulator import SimulatedCss
-from vigie.schemas.contracts import Dataset
-from vigie.streams.absence import CANONICAL_REASONS
-from vigie.streams.process import StageContext, process_batch
+from connectors.simulator import SimulatedCss
+from schemas.contracts import Dataset
+from streams.absence import CANONICAL_REASONS
+from streams.process import StageContext, process_batch
 
 NOW = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 20)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vigie.streams.pseudonymize import (
+from streams.pseudonymize import (
     STUDENT_AGE_BANDS,
     Pseudonymizer,
     PseudonymKeyError,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from connectors.publisher import ConnectorPublisher, flush, make_producer
+from dashboards.panels import DASHBOARDS
+from schemas.contracts import RAW_RECORDS_FIELD
+from schemas.wire import AvroCodec
 from tests.curated import HISTORY_CSS, network_history
 from tests.embedded import status_json, vigie, vigie_up, wait_for
-from vigie.connectors.publisher import ConnectorPublisher, flush, make_producer
-from vigie.dashboards.panels import DASHBOARDS
-from vigie.schemas.contracts import RAW_RECORDS_FIELD
-from vigie.schemas.wire import AvroCodec
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from connectors.config import load_connector_config
+from connectors.runner import Connector
+from connectors.simulate import simulate_network
 from tests.embedded import status_json, vigie_up, wait_for
-from vigie.connectors.config import load_connector_config
-from vigie.connectors.runner import Connector
-from vigie.connectors.simulate import simulate_network
 
 UNTIL = date(2026, 11, 20)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from vigie.connectors.simulator import SimulatedCss, last_school_day, simulated_network
-from vigie.schemas.contracts import Dataset
+from connectors.simulator import SimulatedCss, last_school_day, simulated_network
+from schemas.contracts import Dataset
 
 TODAY = date(2026, 11, 20)
 NOW = datetime(2026, 11, 20, 14, tzinfo=UTC)

@@ -19,6 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from connectors.publisher import flush, make_producer
+from connectors.simulator import last_school_day
+from schemas.contracts import Dataset, raw_contract
+from schemas.wire import AvroCodec
+from sinks.warehouse import ClickHouseWarehouse, WarehouseUnavailable
 from tests.embedded import (
     TEST_ENV,
     WarehouseProcess,
@@ -27,14 +32,9 @@ from tests.embedded import (
     rss_mb,
     wait_for,
 )
-from vigie.connectors.publisher import flush, make_producer
-from vigie.connectors.simulator import last_school_day
 from vigie.runtime.bench import SheetFactory, load_raw
 from vigie.runtime.supervisor import EmbeddedRuntime
-from vigie.schemas.contracts import Dataset, raw_contract
-from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
-from vigie.sinks.warehouse import ClickHouseWarehouse, WarehouseUnavailable
 
 pytestmark = pytest.mark.integration
 DAY = last_school_day(datetime.now(UTC).date())

@@ -19,16 +19,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from schemas.contracts import CURATED_RECORDS_FIELD, Dataset, curated_contract, curated_topic
+from sinks.access import access_statements, css_role
+from sinks.batch import TableSink, write_batch
+from sinks.migrate import migrate_up
+from sinks.rows import FACT_TABLES, fact_frame, retention_by_css
+from sinks.warehouse import ClickHouseWarehouse, WarehouseUnavailable
+from streams.consent import ConsentRegistry
+from streams.curate import RawMessage
 from tests.curated import curated_batches
 from tests.embedded import WarehouseProcess
-from vigie.schemas.contracts import CURATED_RECORDS_FIELD, Dataset, curated_contract, curated_topic
-from vigie.sinks.access import access_statements, css_role
-from vigie.sinks.batch import TableSink, write_batch
-from vigie.sinks.migrate import migrate_up
-from vigie.sinks.rows import FACT_TABLES, fact_frame, retention_by_css
-from vigie.sinks.warehouse import ClickHouseWarehouse, WarehouseUnavailable
-from vigie.streams.consent import ConsentRegistry
-from vigie.streams.curate import RawMessage
 
 SCHEMA_SQL = (
     "SELECT table, name, type FROM system.columns WHERE database = '{db}' "
@@ -170,7 +170,7 @@ def test_every_fact_table_has_a_ttl_that_follows_the_consent_retention(
         ddl = warehouse.query(f"SHOW CREATE TABLE {warehouse.database}.{table}")[0]["statement"]
         assert "TTL" in ddl and "retention_days" in ddl, table
 
-    consent = ConsentRegistry.load(Path(__file__).parent.parent / "vigie/streams/mappings/consent.csv")
+    consent = ConsentRegistry.load(Path(__file__).parent.parent / "streams/mappings/consent.csv")
     laval = consent.consents[("laval", Dataset.ATTENDANCE)]
     short = ConsentRegistry({**consent.consents, ("laval", Dataset.ATTENDANCE): type(laval)(
         "laval", Dataset.ATTENDANCE, laval.purpose, laval.valid_from, None, 30)})  # fmt: skip

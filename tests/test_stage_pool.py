@@ -8,12 +8,12 @@ import os
 import signal
 from datetime import UTC, date, datetime
 
+from connectors.simulator import SimulatedCss
+from schemas.contracts import Dataset, raw_contract, raw_topic
+from streams.curate import RawMessage
 from tests.conftest import TEST_KEY
-from vigie.connectors.simulator import SimulatedCss
 from vigie.runtime.stage_pool import Stage, StagePool
-from vigie.schemas.contracts import Dataset, raw_contract, raw_topic
 from vigie.settings import Settings
-from vigie.streams.curate import RawMessage
 
 
 def _messages(stage: Stage, organizations, count: int) -> list[RawMessage]:

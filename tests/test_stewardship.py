@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from vigie.streams.harmonize import Unmapped
-from vigie.streams.stewardship import StewardshipLog
+from streams.harmonize import Unmapped
+from streams.stewardship import StewardshipLog
 
 
 def test_counts_accumulate_and_survive_a_restart(tmp_path: Path) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from connectors.publisher import ConnectorPublisher, flush, make_producer
+from connectors.simulator import SimulatedCss
+from schemas.contracts import DEAD_LETTER_TOPIC, Dataset, load_contract
+from schemas.wire import AvroCodec
 from tests.embedded import dump_warehouse, status_json, vigie, vigie_up, wait_for
-from vigie.connectors.publisher import ConnectorPublisher, flush, make_producer
-from vigie.connectors.simulator import SimulatedCss
-from vigie.schemas.contracts import DEAD_LETTER_TOPIC, Dataset, load_contract
-from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigie.sinks.suppression import suppress
+from sinks.suppression import suppress
 
 tables = st.dictionaries(
     st.tuples(st.sampled_from("ABCDE"), st.sampled_from("vwxyz")), st.integers(1, 40), max_size=25

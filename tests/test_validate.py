@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from vigie.connectors.simulator import SimulatedCss
-from vigie.schemas.contracts import Dataset
-from vigie.streams.rejection import RecordRefused
-from vigie.streams.validate import validate_record
+from connectors.simulator import SimulatedCss
+from schemas.contracts import Dataset
+from streams.rejection import RecordRefused
+from streams.validate import validate_record
 
 TODAY = date(2026, 11, 20)
 NOW = datetime(2026, 11, 20, 14, tzinfo=UTC)

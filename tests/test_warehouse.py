@@ -6,11 +6,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from dashboards.status import network_status
+from schemas.contracts import Dataset
+from sinks.migrate import applied_versions, load_migrations, migrate_down, migrate_up
+from sinks.rows import FACT_TABLES, dead_letter_frame, fact_frame
 from tests.curated import curated_batches
-from vigie.dashboards.status import network_status
-from vigie.schemas.contracts import Dataset
-from vigie.sinks.migrate import applied_versions, load_migrations, migrate_down, migrate_up
-from vigie.sinks.rows import FACT_TABLES, dead_letter_frame, fact_frame
 
 TODAY = date.today()
 

@@ -1,3 +1,6 @@
-"""Vigie: streaming ingestion for Québec's school network."""
+"""Vigie: streaming ingestion for Québec's school network (the composition root: CLI,
+embedded runtime, settings)."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("vigie")

@@ -98,7 +98,7 @@ def demo(
     connector path for --minutes; the table is printed once every record sent is
     accounted for (stored, dead-lettered, or withheld for lack of consent).
     """
-    from vigie.dashboards.status import render_status, status_to_json
+    from dashboards.status import render_status, status_to_json
     from vigie.runtime.demo import run_demo
     from vigie.runtime.supervisor import RuntimeStartError
 
@@ -125,10 +125,10 @@ def status(
     Events per dataset, consent, dead letters and last event time. Asks the running
     worker when `vigie up` runs on the data directory, otherwise reads the directory.
     """
-    from vigie.dashboards.status import render_status, status_to_json
+    from dashboards.status import render_status, status_to_json
+    from sinks.warehouse import WarehouseUnavailable
     from vigie.runtime.client import fetch_status
     from vigie.runtime.supervisor import RuntimeStartError
-    from vigie.sinks.warehouse import WarehouseUnavailable
 
     settings = _settings(data_dir)
     try:
@@ -160,10 +160,10 @@ def report(
     """
     from datetime import UTC, datetime, timedelta
 
-    from vigie.dashboards.report import render_html, results_to_json
+    from dashboards.report import render_html, results_to_json
+    from sinks.warehouse import WarehouseUnavailable
     from vigie.runtime.client import fetch_panels
     from vigie.runtime.supervisor import RuntimeStartError
-    from vigie.sinks.warehouse import WarehouseUnavailable
 
     settings = _settings(data_dir)
     if out.suffix.lower() not in (".html", ".htm"):
@@ -192,7 +192,7 @@ def dashboards_export(
     ] = None,
 ) -> None:
     """Write the Grafana dashboard JSON files from the panel definitions (dashboards/panels.py)."""
-    from vigie.dashboards.grafana import DASHBOARDS_DIR, export
+    from dashboards.grafana import DASHBOARDS_DIR, export
 
     for path in export(out or DASHBOARDS_DIR):
         console.print(str(path))
@@ -215,11 +215,11 @@ def migrate(
     Against a ClickHouse server (--url or VIGIE_WAREHOUSE_URL) or, by default, the
     embedded store in the data directory (refused while `vigie up` runs on it).
     """
-    from vigie.reference.organizations import load_organizations
+    from schemas.organizations import load_organizations
+    from sinks.access import apply_access
+    from sinks.migrate import MigrationError, migrate_down, migrate_up
+    from sinks.warehouse import WarehouseUnavailable, open_warehouse, redact_url
     from vigie.runtime.supervisor import DataDirLock
-    from vigie.sinks.access import apply_access
-    from vigie.sinks.migrate import MigrationError, migrate_down, migrate_up
-    from vigie.sinks.warehouse import WarehouseUnavailable, open_warehouse, redact_url
 
     settings = _settings(data_dir)
     server = url if url is not None else settings.warehouse_url
@@ -307,8 +307,8 @@ def classify(
     """
     import sys
 
-    from vigie.reference.organizations import load_organizations
-    from vigie.streams.absence import AbsenceClassifier
+    from schemas.organizations import load_organizations
+    from streams.absence import AbsenceClassifier
 
     settings = _settings(None)
     if css is not None and css not in load_organizations(settings.organizations_file):
@@ -356,8 +356,8 @@ def simulate(
 
     from rich.progress import Progress
 
-    from vigie.connectors.simulate import simulate_network
-    from vigie.reference.organizations import load_organizations
+    from connectors.simulate import simulate_network
+    from schemas.organizations import load_organizations
 
     settings = _settings(None)
     organizations = load_organizations(settings.organizations_file)
@@ -404,8 +404,8 @@ def connector_run(
     """
     import signal
 
-    from vigie.connectors.config import ConnectorConfigError, load_connector_config
-    from vigie.connectors.runner import Connector
+    from connectors.config import ConnectorConfigError, load_connector_config
+    from connectors.runner import Connector
 
     settings = _settings(None)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -447,15 +447,15 @@ def mappings_report(
 ) -> None:
     """Per CSS, the local codes and texts seen that no mapping covered, with counts.
 
-    Fix them in vigie/streams/mappings/ (per-CSS code lists, keywords, subjects, jobs);
+    Fix them in streams/mappings/ (per-CSS code lists, keywords, subjects, jobs);
     these values are never stored in the warehouse.
     """
     from dataclasses import asdict
 
     from rich.table import Table
 
-    from vigie.reference.organizations import load_organizations
-    from vigie.streams.stewardship import StewardshipLog
+    from schemas.organizations import load_organizations
+    from streams.stewardship import StewardshipLog
 
     settings = _settings(data_dir)
     if css is not None and css not in load_organizations(settings.organizations_file):

@@ -11,7 +11,11 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PACKAGE_DIR = Path(__file__).parent
+import schemas
+import streams
+
+SCHEMAS_DIR = Path(schemas.__file__).parent
+STREAMS_DIR = Path(streams.__file__).parent
 
 
 class Settings(BaseSettings):
@@ -27,9 +31,9 @@ class Settings(BaseSettings):
     web_port: int = Field(0, description="Worker's status/metrics port (0 = pick a free one).")
     web_host: str = "127.0.0.1"
 
-    organizations_file: Path = PACKAGE_DIR / "reference" / "organizations.csv"
-    consent_file: Path = PACKAGE_DIR / "streams" / "mappings" / "consent.csv"
-    mappings_dir: Path = PACKAGE_DIR / "streams" / "mappings"
+    organizations_file: Path = SCHEMAS_DIR / "reference" / "organizations.csv"
+    consent_file: Path = STREAMS_DIR / "mappings" / "consent.csv"
+    mappings_dir: Path = STREAMS_DIR / "mappings"
 
     pseudonym_key: SecretStr | None = Field(
         None, description="HMAC key for pseudonyms. Never logged, never in the repository."

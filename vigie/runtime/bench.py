@@ -27,14 +27,14 @@ import httpx
 import pandas as pd
 from confluent_kafka import Consumer, Producer
 
-from vigie.connectors.publisher import flush, make_producer
-from vigie.connectors.simulator import MALFORMED_CSS, SimulatedCss
-from vigie.reference.organizations import load_organizations
+from connectors.publisher import flush, make_producer
+from connectors.simulator import MALFORMED_CSS, SimulatedCss
+from schemas.contracts import Dataset, raw_contract, raw_topic
+from schemas.organizations import load_organizations
+from schemas.wire import AvroCodec
+from sinks.warehouse import ChdbWarehouse
 from vigie.runtime.supervisor import EmbeddedRuntime
-from vigie.schemas.contracts import Dataset, raw_contract, raw_topic
-from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
-from vigie.sinks.warehouse import ChdbWarehouse
 
 
 @dataclass(frozen=True)

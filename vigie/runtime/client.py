@@ -8,14 +8,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from vigie.dashboards.report import PanelResult, results_from_json, run_panels
-from vigie.dashboards.status import OrganizationStatus, network_status, status_from_json
-from vigie.reference.organizations import load_organizations
+from dashboards.report import PanelResult, results_from_json, run_panels
+from dashboards.status import OrganizationStatus, network_status, status_from_json
+from schemas.organizations import load_organizations
+from sinks.migrate import migrate_up
+from sinks.warehouse import ChdbWarehouse, Warehouse, open_warehouse
+from streams.consent import ConsentRegistry
 from vigie.runtime.supervisor import DataDirLock, RuntimeInfo, RuntimeStartError
 from vigie.settings import Settings
-from vigie.sinks.migrate import migrate_up
-from vigie.sinks.warehouse import ChdbWarehouse, Warehouse, open_warehouse
-from vigie.streams.consent import ConsentRegistry
 
 T = TypeVar("T")
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vigie.connectors.publisher import ConnectorPublisher, flush, make_producer
-from vigie.connectors.simulator import simulated_network
-from vigie.dashboards.status import OrganizationStatus
-from vigie.reference.organizations import Organization, load_organizations
+from connectors.publisher import ConnectorPublisher, flush, make_producer
+from connectors.simulator import simulated_network
+from dashboards.status import OrganizationStatus
+from schemas.organizations import Organization, load_organizations
+from schemas.wire import AvroCodec
 from vigie.runtime.client import fetch_status
 from vigie.runtime.supervisor import EmbeddedRuntime
-from vigie.schemas.wire import AvroCodec
 from vigie.settings import Settings
 
 

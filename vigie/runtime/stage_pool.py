@@ -16,14 +16,14 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from vigie.reference.organizations import load_organizations
-from vigie.schemas.wire import AvroCodec
+from schemas.organizations import load_organizations
+from schemas.wire import AvroCodec
+from streams.consent import ConsentWatcher
+from streams.curate import RawMessage, StageOutput, curate_messages
+from streams.harmonize import Harmonizer
+from streams.process import StageContext
+from streams.pseudonymize import load_pseudonymizer
 from vigie.settings import Settings
-from vigie.streams.consent import ConsentWatcher
-from vigie.streams.curate import RawMessage, StageOutput, curate_messages
-from vigie.streams.harmonize import Harmonizer
-from vigie.streams.process import StageContext
-from vigie.streams.pseudonymize import load_pseudonymizer
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from typing import IO, Any
 
 import httpx
 
-from vigie.reference.organizations import load_organizations
+from schemas.contracts import all_topics
+from schemas.organizations import load_organizations
 from vigie.runtime.broker import TansuBroker, ensure_pipeline_topics, free_port
 from vigie.runtime.registry import RegistryServer
-from vigie.schemas.contracts import all_topics
 from vigie.settings import Settings
 
 

@@ -13,21 +13,21 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from vigie import metrics
-from vigie.connectors.calendar import in_school_hours
-from vigie.dashboards.report import results_to_json, run_panels
-from vigie.dashboards.status import network_status, status_to_json
-from vigie.reference.organizations import load_organizations
+from connectors.calendar import in_school_hours
+from dashboards.report import results_to_json, run_panels
+from dashboards.status import network_status, status_to_json
+from schemas import metrics
+from schemas.contracts import all_topics
+from schemas.organizations import load_organizations
+from sinks.agents import register_sink_agents
+from sinks.migrate import migrate_up
+from sinks.rows import organizations_frame
+from sinks.warehouse import Warehouse, open_warehouse
+from streams.agents import register_stream_agents
+from streams.stewardship import StewardshipLog
 from vigie.runtime.broker import ensure_pipeline_topics
 from vigie.runtime.stage_pool import Stage, StagePool
-from vigie.schemas.contracts import all_topics
 from vigie.settings import Settings
-from vigie.sinks.agents import register_sink_agents
-from vigie.sinks.migrate import migrate_up
-from vigie.sinks.rows import organizations_frame
-from vigie.sinks.warehouse import Warehouse, open_warehouse
-from vigie.streams.agents import register_stream_agents
-from vigie.streams.stewardship import StewardshipLog
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,166 @@
+"""Faust wiring of the sinks: take a batch, write it (``sinks.batch``), then ack.
+
+Commit rule: a curated message's offset is acknowledged after the warehouse accepted
+every row it carries, or after its dead letter was acknowledged by the broker. While
+the warehouse is unavailable the agent retries in place and takes nothing new, so
+consumption pauses (backpressure) instead of growing memory or dropping rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+import faust
+import pandas as pd
+
+from schemas import metrics
+from schemas.contracts import (
+    CURATED_RECORDS_FIELD,
+    DEAD_LETTER_CONTRACT,
+    DEAD_LETTER_TOPIC,
+    HEARTBEAT_CONTRACT,
+    HEARTBEAT_TOPIC,
+    Dataset,
+    curated_contract,
+    curated_topic,
+    load_contract,
+)
+from schemas.wire import AvroCodec
+from sinks.batch import TableSink, write_batch
+from sinks.rows import (
+    FACT_TABLES,
+    consent_frame,
+    dead_letter_frame,
+    fact_frame,
+    heartbeat_frame,
+    retention_by_css,
+)
+from sinks.warehouse import Warehouse, WarehouseRejected, WarehouseUnavailable
+from streams.consent import ConsentRegistry, ConsentWatcher
+from streams.curate import RawMessage
+
+log = logging.getLogger(__name__)
+
+
+class SinkAgentSettings(Protocol):
+    """What the sink agents read from the one settings object (``vigie.settings.Settings``)."""
+
+    @property
+    def sink_batch_max(self) -> int: ...
+
+    @property
+    def sink_batch_within_s(self) -> float: ...
+
+    @property
+    def sink_retry_max_backoff_s(self) -> float: ...
+
+    @property
+    def consent_reload_s(self) -> float: ...
+
+
+def _sink_agent(
+    app: faust.App,
+    topic_name: str,
+    sink: TableSink,
+    warehouse: Warehouse,
+    codec: AvroCodec,
+    settings: SinkAgentSettings,
+    on_written: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> None:
+    topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
+    dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
+    dead_contract = load_contract(DEAD_LETTER_CONTRACT)
+
+    async def run(stream: faust.StreamT[Any]) -> None:
+        # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
+        stream = cast(faust.Stream[Any], stream)
+        async for events in stream.noack_take(settings.sink_batch_max, within=settings.sink_batch_within_s):
+            messages = [
+                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+                for e in events
+            ]
+            written, letters = await write_batch(
+                warehouse, sink, messages, codec, settings.sink_retry_max_backoff_s
+            )
+            if on_written is not None and written:
+                on_written(written)
+            if letters and topic_name == DEAD_LETTER_TOPIC:
+                # A dead letter the warehouse refuses cannot become a dead letter again.
+                log.error("the warehouse refused %d dead letters; they stay on %s", len(letters), topic_name)
+            elif letters:
+                pending = [await dead.send(value=codec.encode(dead_contract, d)) for d in letters]
+                await asyncio.gather(*pending)
+            for event in events:
+                await stream.ack(event)
+
+    app.agent(topic, name=f"sinks.{sink.table}")(run)
+
+
+def _observe_latency(dataset: Dataset) -> Callable[[list[dict[str, Any]]], None]:
+    histogram = metrics.RECORD_LATENCY.labels(dataset.value)
+    field = CURATED_RECORDS_FIELD[dataset]
+
+    def observe(batches: list[dict[str, Any]]) -> None:
+        now = datetime.now(UTC)
+        for batch in batches:
+            for record in batch[field]:
+                histogram.observe((now - record["detected_at"]).total_seconds())
+
+    return observe
+
+
+def _observe_heartbeats(beats: list[dict[str, Any]]) -> None:
+    """The connectors' health as gauges of the worker, so one scrape covers every CSS."""
+    received = datetime.now(UTC).timestamp()
+    for beat in beats:
+        css = beat["css"]
+        metrics.CONNECTOR_LAST_HEARTBEAT.labels(css).set(received)
+        metrics.CONNECTOR_OUTBOX_DEPTH.labels(css).set(beat["outbox_depth"])
+        if beat["last_send_at"] is not None:
+            metrics.CONNECTOR_LAST_SEND.labels(css).set(beat["last_send_at"].timestamp())
+
+
+def register_sink_agents(
+    app: faust.App,
+    warehouse: Warehouse,
+    codec: AvroCodec,
+    settings: SinkAgentSettings,
+    consent: ConsentWatcher,
+) -> None:
+    """Declare one sink agent per curated dataset, plus dead letters and heartbeats, and keep
+    the warehouse's copy of the consent registry current."""
+    for dataset in Dataset:
+
+        def to_frame(batches: list[dict[str, Any]], ds: Dataset = dataset) -> pd.DataFrame:
+            # The consent in force when the row is written sets its retention (TTL).
+            return fact_frame(ds, batches, retention_by_css(consent.current(), ds))
+
+        sink = TableSink(FACT_TABLES[dataset], curated_contract(dataset), to_frame, dataset=dataset.value)
+        _sink_agent(app, curated_topic(dataset), sink, warehouse, codec, settings, _observe_latency(dataset))
+    dead_letters = TableSink("dead_letters", load_contract(DEAD_LETTER_CONTRACT), dead_letter_frame)
+    _sink_agent(app, DEAD_LETTER_TOPIC, dead_letters, warehouse, codec, settings)
+    heartbeats = TableSink("connector_heartbeats", load_contract(HEARTBEAT_CONTRACT), heartbeat_frame)
+    _sink_agent(app, HEARTBEAT_TOPIC, heartbeats, warehouse, codec, settings, _observe_heartbeats)
+
+    written: dict[str, ConsentRegistry | None] = {"registry": None}
+
+    @app.timer(settings.consent_reload_s)
+    async def record_consent() -> None:
+        registry = consent.current()
+        if registry is written["registry"]:
+            return
+        loop = asyncio.get_running_loop()
+        frame = consent_frame(registry, datetime.now(UTC))
+        try:
+            if len(frame):
+                await loop.run_in_executor(None, warehouse.insert_frame, "consents", frame)
+        except WarehouseUnavailable as exc:
+            log.warning("consent snapshot not written yet, will retry: %s", exc)
+            return
+        except WarehouseRejected as exc:
+            log.error("the warehouse refused the consent snapshot: %s", exc)
+        written["registry"] = registry

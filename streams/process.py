@@ -1,0 +1,187 @@
+"""The stream stage as one pure function over a decoded raw batch.
+
+Stages run in order: validate → CSS check → consent gate → de-identify → harmonize.
+``process_batch`` knows nothing about Kafka: it takes the CSS and dataset of the
+topic a batch arrived on, the decoded batch and a context; it returns the curated
+records, the refusals and what could not be mapped. Running it twice on the same
+input gives the same output (at-least-once delivery makes that a requirement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+from schemas.contracts import RAW_RECORDS_FIELD, Dataset
+from schemas.organizations import Organization
+from streams.deidentify import staff_identity, student_identity
+from streams.harmonize import Harmonizer, Unmapped
+from streams.pseudonymize import Pseudonymizer
+from streams.rejection import Reason, RecordRefused, Rejection, Stage
+from streams.validate import validate_record
+
+
+class ConsentSource(Protocol):
+    """Anything that can tell whether a CSS consented to a dataset on a date."""
+
+    def allows(self, css: str, dataset: Dataset, on: date) -> bool: ...
+
+
+@dataclass
+class Outcome:
+    """What one raw batch became."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    unmapped: list[Unmapped] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Everything the stages need, resolved once at start-up."""
+
+    organizations: dict[str, Organization]
+    consent: ConsentSource
+    pseudonymizer: Pseudonymizer
+    harmonizer: Harmonizer
+    today: Callable[[], date] = date.today
+
+
+Curator = Callable[[dict[str, Any], dict[str, Any], StageContext, str, list[Unmapped]], dict[str, Any]]
+
+
+def _times(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"occurred_at": rec["occurred_at"], "detected_at": rec["detected_at"]}
+
+
+def _identity(rec: dict[str, Any], css: str) -> dict[str, Any]:
+    """The event's ids and whether it deletes its source row."""
+    return {
+        "event_id": rec["event_id"],
+        "record_key": rec["record_key"] or rec["event_id"],
+        "deleted": rec["op"] == "delete",
+        "css": css,
+    }
+
+
+def _attendance(
+    batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
+) -> dict[str, Any]:
+    on: date = batch["sheet_date"]
+    return {
+        **_identity(rec, css),
+        "school_code": batch["school_code"],
+        "group_code": batch["group_code"],
+        "period": batch["period"],
+        "sheet_date": on,
+        **student_identity(css, rec, on, ctx.pseudonymizer),
+        **ctx.harmonizer.attendance(css, rec, unmapped),
+        **_times(rec),
+    }
+
+
+def _grades(
+    batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
+) -> dict[str, Any]:
+    on: date = batch["evaluation_date"]
+    return {
+        **_identity(rec, css),
+        "school_code": batch["school_code"],
+        "group_code": batch["group_code"],
+        "level": batch["level"],
+        "etape": batch["etape"],
+        "evaluation_date": on,
+        **student_identity(css, rec, on, ctx.pseudonymizer),
+        **ctx.harmonizer.grades(css, batch, rec, unmapped),
+        **_times(rec),
+    }
+
+
+def _staff(
+    _batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
+) -> dict[str, Any]:
+    on: date = rec["effective_date"]
+    return {
+        **_identity(rec, css),
+        **staff_identity(css, rec, on, ctx.pseudonymizer),
+        **ctx.harmonizer.staff(css, rec, unmapped),
+        "change_type": rec["change_type"],
+        "school_code": rec["school_code"],
+        "legally_qualified": rec["legally_qualified"],
+        "effective_date": on,
+        **_times(rec),
+    }
+
+
+CURATORS: dict[Dataset, Curator] = {
+    Dataset.ATTENDANCE: _attendance,
+    Dataset.GRADES: _grades,
+    Dataset.STAFF: _staff,
+}
+
+
+def _consent_date(dataset: Dataset, batch: dict[str, Any], today: date) -> date:
+    """The date a batch's facts belong to: consent must cover it."""
+    if dataset is Dataset.ATTENDANCE:
+        on: date = batch["sheet_date"]
+        return on
+    if dataset is Dataset.GRADES:
+        on = batch["evaluation_date"]
+        return on
+    return today
+
+
+def check_css(topic_css: str, batch: dict[str, Any], ctx: StageContext, n: int) -> Rejection | None:
+    """The organization must be known, and a connector may publish only for its own CSS."""
+    if topic_css not in ctx.organizations:
+        return Rejection(Stage.CSS_CHECK, Reason.UNKNOWN_CSS, "topic names an unknown organization", n)
+    if batch["css"] != topic_css:
+        return Rejection(
+            Stage.CSS_CHECK, Reason.CSS_MISMATCH, "payload CSS differs from the CSS of its raw topic", n
+        )
+    return None
+
+
+def process_batch(topic_css: str, dataset: Dataset, batch: dict[str, Any], ctx: StageContext) -> Outcome:
+    """Validate, check the CSS, gate on consent, de-identify and harmonize one raw batch."""
+    out = Outcome()
+    today = ctx.today()
+    # Known up front so that no record of an unconsented dataset is kept, not even in a
+    # dead letter; the refusal itself is reported in stage order, after validation.
+    consented = ctx.consent.allows(topic_css, dataset, _consent_date(dataset, batch, today))
+    valid = []
+    for rec in batch[RAW_RECORDS_FIELD[dataset]]:
+        try:
+            validate_record(dataset, batch, rec, today)
+        except RecordRefused as refused:
+            out.rejections.append(_refusal(refused, rec, keep=consented))
+        else:
+            valid.append(rec)
+    if not valid:
+        return out
+    batch_refusal = check_css(topic_css, batch, ctx, len(valid))
+    if batch_refusal is None and not consented:
+        # Neither forwarded nor kept: only counted, so the status view can show "no consent".
+        batch_refusal = Rejection(
+            Stage.CONSENT, Reason.NO_CONSENT, f"no valid consent for dataset {dataset.value}",
+            len(valid), keep_payload=False,
+        )  # fmt: skip
+    if batch_refusal is not None:
+        out.rejections.append(batch_refusal)
+        return out
+    curate = CURATORS[dataset]
+    for rec in valid:
+        try:
+            out.records.append(curate(batch, rec, ctx, topic_css, out.unmapped))
+        except RecordRefused as refused:
+            out.rejections.append(_refusal(refused, rec))
+    return out
+
+
+def _refusal(refused: RecordRefused, rec: dict[str, Any], keep: bool = True) -> Rejection:
+    return Rejection(
+        refused.stage, refused.reason_code, refused.reason, 1, rec.get("event_id"),
+        rec if keep else None, keep_payload=keep,
+    )  # fmt: skip

@@ -1,1 +1,0 @@
-"""Reference data: the school organizations of the network."""
