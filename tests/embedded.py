@@ -114,7 +114,17 @@ class WarehouseProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def password(self) -> str:
+        """The password the server generated into its data directory."""
+        return (self.data_dir / "secrets" / "warehouse.password").read_text().strip()
+
+    @property
     def url(self) -> str:
+        return f"http://default:{self.password}@127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """The URL without credentials."""
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60) -> WarehouseProcess:
@@ -132,7 +142,7 @@ class WarehouseProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"vigie warehouse serve exited {self.proc.returncode}")
             try:
-                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
+                if httpx.get(f"{self.address}/ping", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)

@@ -259,31 +259,58 @@ def _interrupt(*_args: object) -> None:
 
 @warehouse_app.command("serve")
 def warehouse_serve(
-    port: Annotated[int, typer.Option(help="Port to listen on (loopback only).")] = 8123,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8123,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on (default 127.0.0.1; another one needs "
+            "VIGIE_WAREHOUSE_SERVER_PASSWORD)."
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Serve the embedded store over ClickHouse's HTTP protocol (a stand-in, loopback only).
+    """Serve the embedded store over ClickHouse's HTTP protocol (a stand-in).
 
-    Lets several workers (VIGIE_WAREHOUSE_URL=http://127.0.0.1:PORT) share one embedded
-    store, and a ClickHouse client read it. Not a ClickHouse server: no users, a subset
-    of the protocol. Stop `vigie up` on the same data directory first.
-    """
+    Lets several workers share one embedded store, and a ClickHouse client read it:
+    VIGIE_WAREHOUSE_URL=http://default:PASSWORD@127.0.0.1:PORT. One user, `default`, with a
+    password: VIGIE_WAREHOUSE_SERVER_PASSWORD, else generated once into
+    <data-dir>/secrets/warehouse.password (0600; its path is printed, never its value).
+    GET only reads; one statement per request; table functions, engines and clauses that
+    reach files or the network, and settings, are refused. Stop `vigie up` on the same
+    data directory first.
+    """  # fmt: skip
     import signal
 
+    from vigie.runtime.datadir import secure_data_dir
     from vigie.runtime.supervisor import DataDirLock
-    from vigie.runtime.warehouse_server import WarehouseServer
+    from vigie.runtime.warehouse_server import LOOPBACK, WarehouseServer, server_password
 
     settings = _settings(data_dir)
+    explicit = settings.warehouse_server_password
+    listen = host or settings.web_host
+    if listen not in LOOPBACK and explicit is None:
+        raise _fail(
+            f"écoute sur {listen} refusée : hors de 127.0.0.1, définissez un mot de passe "
+            "(VIGIE_WAREHOUSE_SERVER_PASSWORD)", 2,
+        )  # fmt: skip
+    if explicit is not None and len(explicit.get_secret_value()) < 12:
+        raise _fail("VIGIE_WAREHOUSE_SERVER_PASSWORD est trop court (12 caractères au moins)", 2)
+    secure_data_dir(settings.data_dir)
     lock = DataDirLock(settings.lock_file)
     if not lock.acquire():
         raise _fail(f"{settings.data_dir} is in use by another vigie process")
     try:
+        password = server_password(
+            explicit.get_secret_value() if explicit else None, settings.warehouse_password_file
+        )
         try:
-            server = WarehouseServer(settings.warehouse_path, settings.web_host, port)
+            server = WarehouseServer(settings.warehouse_path, password, listen, port)
         except OSError as exc:
-            raise _fail(f"cannot listen on {settings.web_host}:{port}: {exc}") from None
+            raise _fail(f"cannot listen on {listen}:{port}: {exc}") from None
         signal.signal(signal.SIGTERM, _interrupt)
         console.print(f"warehouse {settings.warehouse_path} served on {server.url}")
+        where = "VIGIE_WAREHOUSE_SERVER_PASSWORD" if explicit else str(settings.warehouse_password_file)
+        console.print(f"user 'default', password in {where}")
         try:
             server.serve_forever()
         except KeyboardInterrupt:

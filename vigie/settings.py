@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         "engine (chDB) in the worker. Holds a password: set it from the environment only.",
     )
     warehouse_database: str = "vigie"
+    warehouse_server_password: SecretStr | None = Field(
+        None,
+        description="Password of `vigie warehouse serve` (user 'default'); unset = generated once "
+        "into <data-dir>/secrets/warehouse.password (0600). Required to listen beyond 127.0.0.1.",
+    )
     suppression_minimum: int = Field(
         5, ge=1, description="Smallest count of individuals an aggregate may show (some agencies use 10)."
     )
@@ -103,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def lock_file(self) -> Path:
         return self.data_dir / "lock"
+
+    @property
+    def warehouse_password_file(self) -> Path:
+        return self.data_dir / "secrets" / "warehouse.password"
 
     @property
     def embedded_key_file(self) -> Path:

@@ -24,6 +24,7 @@ import httpx
 from schemas.contracts import all_topics
 from schemas.organizations import load_organizations
 from vigie.runtime.broker import TansuBroker, ensure_pipeline_topics, free_port
+from vigie.runtime.datadir import secure_data_dir, write_private
 from vigie.runtime.registry import RegistryServer
 from vigie.settings import Settings
 
@@ -97,6 +98,7 @@ class EmbeddedRuntime:
         self.info: RuntimeInfo | None = None
 
     def start(self, ready_timeout_s: float = 120.0, say: Any = print) -> RuntimeInfo:
+        secure_data_dir(self.data_dir)  # before the lock file, the logs and the worker exist
         if not self._lock.acquire():
             running = RuntimeInfo.read(self.settings.runtime_file)
             pid = f" (pid {running.pid})" if running else ""
@@ -114,6 +116,7 @@ class EmbeddedRuntime:
     def start_infrastructure(self, say: Any = print) -> tuple[str, str]:
         """Broker, registry and topics only (the benchmark loads its input before the worker
         starts); return (bootstrap, registry URL). Finish with ``start_worker``."""
+        secure_data_dir(self.data_dir)
         if not self._lock.acquire():
             raise RuntimeStartError(f"vigie up is already running on {self.data_dir}")
         try:
@@ -169,7 +172,7 @@ class EmbeddedRuntime:
             os.getpid(), self._worker.pid, self._broker.bootstrap, self._registry.url, web_url,
             datetime.now(UTC).isoformat(timespec="seconds"),
         )  # fmt: skip
-        self.settings.runtime_file.write_text(json.dumps(asdict(self.info), indent=2))
+        write_private(self.settings.runtime_file, json.dumps(asdict(self.info), indent=2))
         return self.info
 
     def _wait_ready(self, web_url: str, timeout_s: float, worker_log: Path) -> None:

@@ -8,35 +8,61 @@ with the real client (clickhouse-connect), and a warehouse outage is a real one:
 stop this process and every client's insert fails until it is back.
 
 Supported: ``GET|POST /`` with the query in the ``query`` parameter and/or the body,
-``database`` and ``default_format`` parameters, ``INSERT … FORMAT <fmt>`` with the
-data in the body (identity, gzip or lz4 encoded), results in any ClickHouse format,
-errors as status 500 with ``X-ClickHouse-Exception-Code``; ``GET /ping``. Settings
-sent as URL parameters are accepted and ignored. No authentication: bind it to
-loopback.
+``database``, ``default_format`` and ``param_<name>`` (query parameters, ``{name:Type}``)
+parameters, ``INSERT … FORMAT <fmt>`` with the data in the body (identity, gzip or lz4
+encoded), results in any ClickHouse format, ``X-ClickHouse-Summary`` with the rows read
+and written, errors with ``X-ClickHouse-Exception-Code``; ``GET /ping``. Other settings
+sent as URL parameters are accepted and ignored.
+
+Security (chDB itself has no users and its table functions reach any file): one user,
+``default``, with a password (HTTP basic auth, ``X-ClickHouse-User``/``-Key`` headers or
+``user``/``password`` parameters); a GET only reads (ClickHouse's HTTP ``readonly``);
+one statement per request; every statement is checked on the engine's own parse tree
+before it runs (``query_guard``): no table function, engine or clause that reaches a
+file or the network, no settings.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hmac
+import json
 import re
 import tempfile
 import threading
 import uuid
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from vigie.runtime.datadir import secure_data_dir, write_private
+from vigie.runtime.query_guard import QueryRefused, check, parse_ast, split_format
+
 _INSERT_WITH_DATA = re.compile(
     r"^\s*INSERT\s+INTO\s+(?P<table>[\w.`\"]+)\s*(?P<columns>\([^)]*\))?\s*FORMAT\s+(?P<fmt>\w+)\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 _INSERT_HEAD = re.compile(rb"^(\s*INSERT\s+INTO\s+[^\n]*?FORMAT\s+\w+)[ \t]*\r?\n", re.IGNORECASE)
-_FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 _ERROR_CODE = re.compile(r"Code:\s*(\d+)")
-# Parameters that are part of the protocol, not engine settings.
-_PROTOCOL_PARAMS = {"query", "database", "default_format"}
+# Formats the server reads inserted rows in. Not Values (it evaluates expressions, so
+# `(file('…'))` in the data would read a file), nor formats that load schema or template
+# files named by settings.
+INPUT_FORMATS = frozenset({
+    "Native", "RowBinary", "RowBinaryWithNames", "RowBinaryWithNamesAndTypes", "Arrow",
+    "ArrowStream", "Parquet", "ORC", "CSV", "CSVWithNames", "CSVWithNamesAndTypes", "TSV",
+    "TabSeparated", "TSVWithNames", "TabSeparatedWithNames", "TSVWithNamesAndTypes",
+    "TabSeparatedWithNamesAndTypes", "JSONEachRow", "JSONCompactEachRow", "JSONLines", "NDJSON",
+})  # fmt: skip
+USER = "default"
+# ClickHouse's HTTP statuses for the error codes this server raises itself.
+_STATUS_OF_CODE = {
+    62: HTTPStatus.BAD_REQUEST, 164: HTTPStatus.FORBIDDEN, 497: HTTPStatus.FORBIDDEN,
+    516: HTTPStatus.UNAUTHORIZED,
+}  # fmt: skip
 
 
 def _decode_body(body: bytes, encoding: str | None) -> bytes:
@@ -60,14 +86,54 @@ def _decode_body(body: bytes, encoding: str | None) -> bytes:
     raise ValueError(f"unsupported Content-Encoding {encoding!r} (send identity, gzip or lz4)")
 
 
-class WarehouseServer:
-    """Serve one chDB data directory over the ClickHouse HTTP protocol."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one statement returned, and the counts for ``X-ClickHouse-Summary``."""
 
-    def __init__(self, path: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    body: bytes
+    fmt: str
+    read_rows: int = 0
+    read_bytes: int = 0
+    written_rows: int = 0
+    written_bytes: int = 0
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        return json.dumps({
+            "read_rows": str(self.read_rows), "read_bytes": str(self.read_bytes),
+            "written_rows": str(self.written_rows), "written_bytes": str(self.written_bytes),
+            "total_rows_to_read": str(self.read_rows), "result_rows": str(self.written_rows),
+            "result_bytes": str(self.written_bytes), "elapsed_ns": str(int(self.elapsed_s * 1e9)),
+        })  # fmt: skip
+
+
+def _escaped(text: str) -> str:
+    """A query parameter's value in ClickHouse's escaped text form (as the HTTP ``param_``
+    values are sent), so that the engine reads back exactly ``text``."""
+    return text.translate({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r", 0: "\\0"})
+
+
+def _outcome(result: Any, fmt: str) -> Outcome:
+    if result is None:
+        return Outcome(b"", fmt)
+    return Outcome(
+        result.bytes(), fmt, result.rows_read(), result.bytes_read(), result.rows_written(),
+        result.bytes_written(), result.elapsed(),
+    )  # fmt: skip
+
+
+class WarehouseServer:
+    """Serve one chDB data directory over the ClickHouse HTTP protocol, to one user with
+    a password."""
+
+    def __init__(self, path: Path, password: str, host: str = "127.0.0.1", port: int = 0) -> None:
         from chdb import session
 
-        path.mkdir(parents=True, exist_ok=True)
+        if not password:
+            raise ValueError("the warehouse server needs a password")
+        secure_data_dir(path)
         self.path = path
+        self._password = password.encode("utf-8")
         self._session = session.Session(str(path))
         self._lock = threading.Lock()
         self._closed = False
@@ -80,34 +146,83 @@ class WarehouseServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def execute(self, sql: str, data: bytes | None, database: str | None, fmt: str) -> tuple[bytes, str]:
-        """Run one statement; return (result bytes, result format)."""
+    def authenticated(self, user: str, password: str) -> bool:
+        """Whether these credentials are the server's (compared in constant time)."""
+        ok_user = hmac.compare_digest(user.encode("utf-8"), USER.encode("utf-8"))
+        return hmac.compare_digest(password.encode("utf-8"), self._password) and ok_user
+
+    def _canonical(self, sql: str, params: dict[str, str]) -> tuple[str, str]:
+        """(canonical text, EXPLAIN AST) of one statement, both from the engine's parser;
+        with the session lock held."""
+        # The text travels as a query parameter: no quoting to get wrong. formatQuery parses
+        # with multi-statements off, so 'SELECT 1; SELECT …' stops here.
+        try:
+            formatted = self._session.query(
+                "SELECT formatQuery({q:String})", "TSVRaw", params={"q": _escaped(sql)}
+            )
+        except Exception as exc:  # the client's syntax error, without our wrapping query
+            message = str(exc).split(" In scope SELECT formatQuery", 1)[0].rstrip(" .:")
+            if "Multi-statements" in message:
+                raise QueryRefused("one statement per request (multi-statements are not allowed)", 62) from None
+            raise QueryRefused(message.removeprefix("Code: 62. DB::Exception: "), 62) from None
+        canonical = formatted.bytes().decode("utf-8").rstrip("\n")
+        # Only one statement can follow EXPLAIN AST now.
+        ast = self._session.query(f"EXPLAIN AST {canonical}", "TSVRaw", params=params or None)
+        return canonical, ast.bytes().decode("utf-8")
+
+    def execute(
+        self,
+        sql: str,
+        data: bytes | None,
+        database: str | None,
+        fmt: str,
+        params: dict[str, str] | None = None,
+        read_only: bool = False,
+    ) -> Outcome:
+        """Check, then run one statement; ``data`` is the body of an ``INSERT … FORMAT f``."""
+        params = params or {}
         with self._lock:
             if self._closed:
                 raise ConnectionError("Code: 210. DB::Exception: the warehouse server is shutting down")
             if database:
+                if not re.fullmatch(r"\w+", database):
+                    raise QueryRefused(f"database name {database!r} is not an identifier", code=62)
                 self._session.query(f"USE {database}")
+            canonical, ast = self._canonical(sql, params)
+            tree = parse_ast(ast)
+            check(tree, canonical, read_only)
+            is_insert = tree.kind == "InsertQuery"
+            has_select = any(c.kind.startswith("Select") for c in tree.children)
             if data is not None:
-                match = _INSERT_WITH_DATA.match(sql)
-                if match is None:
-                    raise ValueError("a body of data goes with 'INSERT INTO t [(cols)] FORMAT f' only")
+                match = _INSERT_WITH_DATA.match(canonical)
+                if not is_insert or has_select or match is None:
+                    raise QueryRefused("a body of data goes with 'INSERT INTO t [(cols)] FORMAT f' only", 62)
+                if match["fmt"] not in INPUT_FORMATS:
+                    raise QueryRefused(f"format {match['fmt']} is not accepted for inserts", 62)
                 spool = self._spool / f"{uuid.uuid4().hex}.data"
                 spool.write_bytes(data)
                 try:
                     columns = (match["columns"] or "").strip()
                     select = columns[1:-1] if columns else "*"
-                    self._session.query(
+                    result = self._session.query(
                         f"INSERT INTO {match['table']} {columns} "
                         f"SELECT {select} FROM file('{spool}', '{match['fmt']}')"
                     )
                 finally:
                     spool.unlink(missing_ok=True)
-                return b"", fmt
-            explicit = _FORMAT_CLAUSE.search(sql)
-            if explicit:
-                fmt = explicit[1]
-            result = self._session.query(sql, fmt)
-        return (result.bytes() if result is not None else b""), fmt
+                return _outcome(result, fmt)
+            if is_insert and not has_select:
+                # Rows written inline ('VALUES (…)') would be read from this process's stdin.
+                raise QueryRefused("send the rows in the body after 'INSERT INTO t FORMAT f'", code=62)
+            if tree.kind.startswith("Select"):
+                statement, explicit = split_format(canonical)
+                # The engine refuses table functions itself under readonly = 1: a second lock.
+                statement += "\nSETTINGS readonly = 1"
+            else:
+                statement, explicit = canonical, None
+            fmt = explicit or fmt
+            result = self._session.query(statement, fmt, params=params or None)
+        return _outcome(result, fmt)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -139,12 +254,33 @@ class WarehouseServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
 
+            def _credentials(self, params: dict[str, str]) -> tuple[str, str]:
+                header = self.headers.get("Authorization") or ""
+                if header.lower().startswith("basic "):
+                    try:
+                        user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+                    except ValueError:
+                        return "", ""
+                    return user, password
+                if self.headers.get("X-ClickHouse-User") is not None:
+                    return self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key") or ""
+                return params.get("user", USER), params.get("password", "")
+
             def _serve(self, body: bytes) -> None:
                 url = urlparse(self.path)
-                if url.path == "/ping":
+                if url.path == "/ping":  # as ClickHouse: a health check needs no credentials
                     self._reply(HTTPStatus.OK, b"Ok.\n", {})
                     return
                 params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+                if not server.authenticated(*self._credentials(params)):
+                    self._error(
+                        516, f"{USER}: Authentication failed: password is incorrect, or there is no "
+                        "user with such name. (AUTHENTICATION_FAILED)",
+                    )  # fmt: skip
+                    return
+                query_params = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
+                # GET only reads, as ClickHouse's HTTP interface; a client may ask for it on POST.
+                read_only = self.command == "GET" or params.get("readonly", "0") not in ("", "0")
                 try:
                     body = _decode_body(body, self.headers.get("Content-Encoding"))
                     query = params.get("query")
@@ -160,27 +296,34 @@ class WarehouseServer:
                     elif body:
                         query = f"{query}\n{body.decode('utf-8')}"
                     fmt = params.get("default_format", "TabSeparated")
-                    result, fmt = server.execute(query, data, params.get("database"), fmt)
+                    outcome = server.execute(
+                        query, data, params.get("database"), fmt, query_params, read_only
+                    )
+                except QueryRefused as exc:
+                    self._error(exc.code, str(exc))
+                    return
                 except Exception as exc:  # the engine's message is the client's answer
                     message = str(exc)
                     code = _ERROR_CODE.search(message)
-                    self._reply(
-                        HTTPStatus.INTERNAL_SERVER_ERROR,
-                        (
-                            message
-                            if message.startswith("Code:")
-                            else f"Code: 1000. DB::Exception: {message}"
-                        ).encode()
-                        + b"\n",
-                        {"X-ClickHouse-Exception-Code": code[1] if code else "1000"},
-                    )
+                    if message.startswith("Code:") and code:
+                        self._error(int(code[1]), message, raw=True)
+                    else:
+                        self._error(1000, message)
                     return
                 self._reply(
-                    HTTPStatus.OK, result,
-                    {"X-ClickHouse-Format": fmt, "X-ClickHouse-Timezone": "UTC",
+                    HTTPStatus.OK, outcome.body,
+                    {"X-ClickHouse-Format": outcome.fmt, "X-ClickHouse-Timezone": "UTC",
                      "X-ClickHouse-Query-Id": params.get("query_id") or uuid.uuid4().hex,
-                     "X-ClickHouse-Summary": '{"read_rows":"0","written_rows":"0"}'},
+                     "X-ClickHouse-Summary": outcome.summary()},
                 )  # fmt: skip
+
+            def _error(self, code: int, message: str, raw: bool = False) -> None:
+                text = message if raw else f"Code: {code}. DB::Exception: {message}"
+                self._reply(
+                    _STATUS_OF_CODE.get(code, HTTPStatus.INTERNAL_SERVER_ERROR),
+                    text.encode("utf-8") + b"\n",
+                    {"X-ClickHouse-Exception-Code": str(code)},
+                )
 
             def _reply(self, status: HTTPStatus, body: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)
@@ -212,3 +355,24 @@ class WarehouseServer:
         """Stop a server started with ``start``."""
         self._httpd.shutdown()
         self.close()
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def server_password(explicit: str | None, file: Path) -> str:
+    """The password: ``explicit`` when set, else the one in ``file``, generated there
+    (0600, 32 random bytes) on first use."""
+    if explicit:
+        return explicit
+    try:
+        stored = file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        stored = ""
+    if stored:
+        return stored
+    import secrets
+
+    generated = secrets.token_urlsafe(32)
+    write_private(file, generated + "\n")
+    return generated

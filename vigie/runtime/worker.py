@@ -26,6 +26,7 @@ from sinks.warehouse import Warehouse, open_warehouse
 from streams.agents import register_stream_agents
 from streams.stewardship import StewardshipLog
 from vigie.runtime.broker import ensure_pipeline_topics
+from vigie.runtime.datadir import secure_data_dir
 from vigie.runtime.stage_pool import Stage, StagePool
 from vigie.settings import Settings
 
@@ -43,6 +44,7 @@ class WorkerParts:
 
 def build_app(settings: Settings) -> WorkerParts:
     """Resolve every dependency once and wire the agents and views on a Faust app."""
+    secure_data_dir(settings.data_dir)  # the key, the stewards' log and the store are private
     organizations = load_organizations(settings.organizations_file)
     # Built here first: the embedded key is generated once, before any pool child reads it.
     stage = Stage.from_settings(settings)
