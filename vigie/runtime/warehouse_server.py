@@ -163,7 +163,7 @@ class WarehouseServer:
         except Exception as exc:  # the client's syntax error, without our wrapping query
             message = str(exc).split(" In scope SELECT formatQuery", 1)[0].rstrip(" .:")
             if "Multi-statements" in message:
-                raise QueryRefused("one statement per request (multi-statements are not allowed)", 62) from None
+                raise QueryRefused("one statement per request (no multi-statements)", 62) from None
             raise QueryRefused(message.removeprefix("Code: 62. DB::Exception: "), 62) from None
         canonical = formatted.bytes().decode("utf-8").rstrip("\n")
         # Only one statement can follow EXPLAIN AST now.
