@@ -290,8 +290,7 @@ def warehouse_serve(
     listen = host or settings.web_host
     if listen not in LOOPBACK and explicit is None:
         raise _fail(
-            f"écoute sur {listen} refusée : hors de 127.0.0.1, définissez un mot de passe "
-            "(VIGIE_WAREHOUSE_SERVER_PASSWORD)", 2,
+            f"écoute sur {listen} refusée sans VIGIE_WAREHOUSE_SERVER_PASSWORD", 2,
         )  # fmt: skip
     if explicit is not None and len(explicit.get_secret_value()) < 12:
         raise _fail("VIGIE_WAREHOUSE_SERVER_PASSWORD est trop court (12 caractères au moins)", 2)

@@ -1,0 +1,185 @@
+"""`vigie warehouse serve`, attacked: a curious analyst or a hostile CSS who can reach the
+port tries to read the pseudonym key, write files, reach the network or the store
+without the password; the worker's own client (clickhouse-connect) must still work."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import clickhouse_connect
+import httpx
+import pandas as pd
+import pytest
+
+from tests.embedded import TEST_ENV, WarehouseProcess
+from vigie.runtime.datadir import write_private
+from vigie.runtime.query_guard import QueryRefused, check, parse_ast
+
+pytestmark = pytest.mark.integration
+
+KEY = "k3y-" + uuid.uuid4().hex  # what an attacker must never see in a response
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseProcess]:
+    data_dir = tmp_path_factory.mktemp("served")
+    write_private(data_dir / "secrets" / "pseudonym.key", KEY)
+    server = WarehouseProcess(data_dir).start()
+    client = clickhouse_connect.get_client(
+        host="127.0.0.1", port=server.port, username="default", password=server.password
+    )
+    client.command("CREATE DATABASE IF NOT EXISTS att")
+    client.command("CREATE TABLE IF NOT EXISTS att.t (k UInt64, s String) ENGINE = MergeTree ORDER BY k")
+    client.close()
+    yield server
+    server.stop()
+
+
+def _post(server: WarehouseProcess, sql: str, **kwargs: object) -> httpx.Response:
+    return httpx.post(server.address, content=sql.encode(), auth=("default", server.password), timeout=30,
+                      **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _get(server: WarehouseProcess, sql: str, password: str | None = None) -> httpx.Response:
+    return httpx.get(server.address, params={"query": sql}, auth=("default", password or server.password),
+                     timeout=30)  # fmt: skip
+
+
+def test_the_workers_client_inserts_and_reads_with_parameters_and_a_true_summary(served) -> None:
+    client = clickhouse_connect.get_client(
+        host="127.0.0.1", port=served.port, username="default", password=served.password, compress="lz4"
+    )
+    frame = pd.DataFrame({"k": range(1000, 1037), "s": [f"r{i}" for i in range(37)]})
+    summary = client.insert_df("t", frame, database="att")
+    assert summary.written_rows == 37  # X-ClickHouse-Summary reports what was written
+    # {name:Type} placeholders travel as param_name (server-side binding).
+    got = client.query(
+        "SELECT count() AS n FROM att.t WHERE k >= {low:UInt64} AND s != {s:String}",
+        parameters={"low": 1000, "s": "r0\t'\\\n"},
+    ).result_rows
+    assert got == [(37,)]
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM file('{key}', 'RawBLOB')",
+        "SELECT file('{key}')",
+        "select * from FILE('{key}', 'RawBLOB')",
+        "SELECT * FROM att.t WHERE s IN (SELECT * FROM file('{key}', 'RawBLOB'))",
+        "WITH x AS (SELECT * FROM file('{key}', 'RawBLOB')) SELECT * FROM x",
+        "SELECT * FROM view(SELECT * FROM file('{key}', 'RawBLOB'))",
+        "SELECT 1; SELECT * FROM file('{key}', 'RawBLOB')",
+        "SELECT 1 /* ; */ ; SELECT * FROM file('{key}', 'RawBLOB')",
+        "INSERT INTO att.t (s) SELECT * FROM file('{key}', 'RawBLOB')",
+        "CREATE TABLE att.stolen ENGINE = Memory AS SELECT * FROM file('{key}', 'RawBLOB')",
+        "CREATE TABLE att.k (s String) ENGINE = File(RawBLOB, '{key}')",
+        "CREATE TABLE att.k2 AS file('{key}', 'RawBLOB')",
+        "CREATE DATABASE fs ENGINE = Filesystem('{dir}')",
+        "CREATE DICTIONARY att.d (s String) PRIMARY KEY s SOURCE(FILE(path '{key}' format 'RawBLOB')) "
+        "LAYOUT(FLAT()) LIFETIME(0)",
+        "CREATE TABLE att.dflt (s String DEFAULT file('{key}')) ENGINE = Memory",
+        "INSERT INTO att.t (s) FROM INFILE '{key}' FORMAT RawBLOB",
+        "SELECT * FROM url('http://127.0.0.1:1/x', 'RawBLOB')",
+        "SELECT * FROM s3('http://127.0.0.1:1/b/x', 'RawBLOB')",
+        "SELECT * FROM remote('127.0.0.1:9000', system.one)",
+        "SELECT * FROM postgresql('127.0.0.1:5432', 'test', 't', 'postgres', '')",
+        "SELECT * FROM mysql('127.0.0.1:3306', 'test', 't', 'root', '')",
+        "SELECT * FROM executable('cat', 'RawBLOB', 's String')",
+        "SELECT * FROM hdfs('hdfs://x/y', 'RawBLOB')",
+        "SELECT * FROM azureBlobStorage('http://x', 'c', 'b')",
+        "SELECT * FROM Python(x)",
+        "INSERT INTO FUNCTION file('{dir}/written.txt', 'RawBLOB') SELECT 'x'",
+        "SELECT 'x' INTO OUTFILE '{dir}/written.txt'",
+        "BACKUP TABLE att.t TO File('{dir}/written.zip')",
+        "CREATE TABLE att.w (s String) ENGINE = MergeTree ORDER BY s "
+        "SETTINGS disk = disk(type = local, path = '{dir}/')",
+        "SET allow_introspection_functions = 1",
+        "SELECT 1 SETTINGS readonly = 0",
+        "SYSTEM FLUSH LOGS",
+        "ATTACH TABLE att.a FROM '{dir}' (s String) ENGINE = MergeTree ORDER BY s",
+        "CREATE USER mallory",
+        "KILL QUERY WHERE 1",
+    ],
+)
+def test_a_client_with_the_password_cannot_reach_files_or_the_network(served, sql: str) -> None:
+    text = sql.format(key=served.data_dir / "secrets" / "pseudonym.key", dir=served.data_dir)
+    answer = _post(served, text)
+    assert answer.status_code in (400, 403), answer.text
+    assert answer.headers["X-ClickHouse-Exception-Code"] in ("62", "164", "497")
+    assert KEY not in answer.text
+    assert not (served.data_dir / "written.txt").exists() and not (served.data_dir / "written.zip").exists()
+    rows = _post(served, "SELECT s FROM att.t FORMAT TSVRaw").text
+    assert KEY not in rows
+
+
+def test_inserted_data_cannot_smuggle_an_expression(served) -> None:
+    """Values input evaluates expressions: the server does not read it."""
+    key = served.data_dir / "secrets" / "pseudonym.key"
+    answer = _post(served, f"INSERT INTO att.t (k, s) FORMAT Values\n(1, file('{key}'))")
+    assert answer.status_code == 400 and "Values" in answer.text
+    inline = _post(served, f"INSERT INTO att.t (k, s) VALUES (1, file('{key}'))")
+    assert inline.status_code in (400, 403)
+    assert KEY not in _post(served, "SELECT s FROM att.t FORMAT TSVRaw").text
+
+
+def test_wrong_or_missing_password_is_refused(served) -> None:
+    wrong = _get(served, "SELECT count() FROM att.t", password="not-the-password")
+    assert wrong.status_code == 401 and wrong.headers["X-ClickHouse-Exception-Code"] == "516"
+    anonymous = httpx.get(served.address, params={"query": "SELECT 1"}, timeout=30)
+    assert anonymous.status_code == 401
+    other_user = httpx.get(served.address, params={"query": "SELECT 1"}, auth=("admin", served.password))
+    assert other_user.status_code == 401
+    with pytest.raises(Exception, match="516"):
+        clickhouse_connect.get_client(host="127.0.0.1", port=served.port, username="default", password="x")
+    assert httpx.get(f"{served.address}/ping").status_code == 200  # health checks need no password
+
+
+def test_get_only_reads(served) -> None:
+    assert _get(served, "SELECT count() FROM att.t").status_code == 200
+    for sql in ("CREATE TABLE att.g (a Int8) ENGINE = Memory", "INSERT INTO att.t (k) SELECT 1",
+                "DROP TABLE att.t", "ALTER TABLE att.t DELETE WHERE 1", "TRUNCATE TABLE att.t"):  # fmt: skip
+        answer = _get(served, sql)
+        assert answer.status_code == 403 and answer.headers["X-ClickHouse-Exception-Code"] == "164", sql
+    assert _get(served, "EXISTS TABLE att.t").text.strip() == "1"
+
+
+def test_the_password_file_is_private_and_never_printed(served) -> None:
+    secret = served.data_dir / "secrets" / "warehouse.password"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(served.data_dir.stat().st_mode) == 0o700
+    log = (served.data_dir / "warehouse-server.log").read_text()
+    assert str(secret) in log and served.password not in log
+
+
+def test_listening_beyond_loopback_needs_an_explicit_password(tmp_path: Path) -> None:
+    env = {k: v for k, v in {**os.environ, **TEST_ENV}.items() if k != "VIGIE_WAREHOUSE_SERVER_PASSWORD"}
+    done = subprocess.run(
+        [sys.executable, "-m", "vigie.cli", "warehouse", "serve", "--host", "0.0.0.0", "--port", "0",
+         "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2 and "VIGIE_WAREHOUSE_SERVER_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_guard_reads_the_engines_tree_not_the_text() -> None:
+    """Pure rules on EXPLAIN AST output as chDB prints it."""
+    table_function = (
+        "SelectWithUnionQuery (children 1)\n ExpressionList (children 1)\n  SelectQuery (children 2)\n"
+        "   ExpressionList (children 1)\n    Asterisk\n   TablesInSelectQuery (children 1)\n"
+        "    TablesInSelectQueryElement (children 1)\n     TableExpression (children 1)\n"
+        "      Function generateRandomStructure (children 1)\n"
+    )
+    with pytest.raises(QueryRefused, match="table function"):
+        check(parse_ast(table_function), "SELECT …", read_only=True)
+    numbers = table_function.replace("generateRandomStructure", "numbers")
+    check(parse_ast(numbers), "SELECT * FROM numbers(1)", read_only=True)
+    with pytest.raises(QueryRefused, match="one statement"):
+        parse_ast("ShowTables\nShowTables\n")
