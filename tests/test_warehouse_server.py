@@ -121,12 +121,12 @@ def test_a_client_with_the_password_cannot_reach_files_or_the_network(served, sq
 
 
 def test_inserted_data_cannot_smuggle_an_expression(served) -> None:
-    """Values input evaluates expressions: the server does not read it."""
+    """Values input can evaluate expressions: the server reads literals only."""
     key = served.data_dir / "secrets" / "pseudonym.key"
-    answer = _post(served, f"INSERT INTO att.t (k, s) FORMAT Values\n(1, file('{key}'))")
-    assert answer.status_code == 400 and "Values" in answer.text
-    inline = _post(served, f"INSERT INTO att.t (k, s) VALUES (1, file('{key}'))")
-    assert inline.status_code in (400, 403)
+    for sql in (f"INSERT INTO att.t (k, s) FORMAT Values\n(1, file('{key}'))",
+                f"INSERT INTO att.t (k, s) VALUES (1, file('{key}'))"):  # fmt: skip
+        answer = _post(served, sql)
+        assert answer.status_code != 200 and "Interpreting expressions is disabled" in answer.text
     assert KEY not in _post(served, "SELECT s FROM att.t FORMAT TSVRaw").text
 
 
@@ -183,3 +183,16 @@ def test_the_guard_reads_the_engines_tree_not_the_text() -> None:
     check(parse_ast(numbers), "SELECT * FROM numbers(1)", read_only=True)
     with pytest.raises(QueryRefused, match="one statement"):
         parse_ast("ShowTables\nShowTables\n")
+
+
+def test_rows_written_inline_are_data_never_a_second_statement(served) -> None:
+    key = served.data_dir / "secrets" / "pseudonym.key"
+    sneaky = _post(served, f"INSERT INTO att.t (k, s) VALUES (7, 'x'); SELECT * FROM file('{key}', 'RawBLOB')")
+    assert KEY not in sneaky.text
+    plain = _post(served, "INSERT INTO att.t (k, s) VALUES (8, 'a;b'), (9, 'c')")
+    assert plain.status_code == 200, plain.text
+    assert '"written_rows":"2"' in plain.headers["X-ClickHouse-Summary"].replace(" ", "")
+    csv = _post(served, "INSERT INTO att.t (k, s) FORMAT CSV\n10,d\n")
+    assert csv.status_code == 200, csv.text
+    got = _post(served, "SELECT s FROM att.t WHERE k IN (8, 9, 10) ORDER BY k FORMAT TSVRaw").text
+    assert got.split() == ["a;b", "c", "d"]

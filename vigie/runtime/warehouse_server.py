@@ -47,17 +47,27 @@ _INSERT_WITH_DATA = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _INSERT_HEAD = re.compile(rb"^(\s*INSERT\s+INTO\s+[^\n]*?FORMAT\s+\w+)[ \t]*\r?\n", re.IGNORECASE)
+_INLINE_DATA_START = re.compile(r"\bVALUES\b|\bFORMAT\s+\w+", re.IGNORECASE)
 _ERROR_CODE = re.compile(r"Code:\s*(\d+)")
-# Formats the server reads inserted rows in. Not Values (it evaluates expressions, so
-# `(file('…'))` in the data would read a file), nor formats that load schema or template
-# files named by settings.
+# Formats the server reads inserted rows in: not those that load schema or template files
+# named by settings. Values is read with expressions off (see ``_SESSION_SETTINGS``).
 INPUT_FORMATS = frozenset({
-    "Native", "RowBinary", "RowBinaryWithNames", "RowBinaryWithNamesAndTypes", "Arrow",
+    "Values", "Native", "RowBinary", "RowBinaryWithNames", "RowBinaryWithNamesAndTypes", "Arrow",
     "ArrowStream", "Parquet", "ORC", "CSV", "CSVWithNames", "CSVWithNamesAndTypes", "TSV",
     "TabSeparated", "TSVWithNames", "TabSeparatedWithNames", "TSVWithNamesAndTypes",
     "TabSeparatedWithNamesAndTypes", "JSONEachRow", "JSONCompactEachRow", "JSONLines", "NDJSON",
 })  # fmt: skip
+_SELF_DESCRIBING = frozenset({
+    "Native", "Arrow", "ArrowStream", "Parquet", "ORC", "RowBinaryWithNamesAndTypes",
+})  # fmt: skip
 USER = "default"
+# Set once on the session (clients cannot change settings): Values data holds literals
+# only, else `(file('…'))` in inserted rows would read a file. Data is not parsed as SQL,
+# so the parse-tree check never sees it.
+_SESSION_SETTINGS = (
+    "SET input_format_values_interpret_expressions = 0",
+    "SET input_format_values_deduce_templates_of_expressions = 0",
+)
 # ClickHouse's HTTP statuses for the error codes this server raises itself.
 _STATUS_OF_CODE = {
     62: HTTPStatus.BAD_REQUEST, 164: HTTPStatus.FORBIDDEN, 497: HTTPStatus.FORBIDDEN,
@@ -135,6 +145,8 @@ class WarehouseServer:
         self.path = path
         self._password = password.encode("utf-8")
         self._session = session.Session(str(path))
+        for setting in _SESSION_SETTINGS:
+            self._session.query(setting)
         self._lock = threading.Lock()
         self._closed = False
         self._spool = Path(tempfile.mkdtemp(prefix="vigie-warehouse-"))
@@ -170,6 +182,22 @@ class WarehouseServer:
         ast = self._session.query(f"EXPLAIN AST {canonical}", "TSVRaw", params=params or None)
         return canonical, ast.bytes().decode("utf-8")
 
+    def _inline_rows(self, sql: str, canonical: str) -> bytes:
+        """The rows after ``VALUES`` / ``FORMAT f`` in an insert's text: the first split whose
+        head the engine formats to the same canonical statement. A wrong split can only
+        refuse the insert: what follows the head is read as data, never as SQL."""
+        for match in _INLINE_DATA_START.finditer(sql):
+            head = sql[: match.end()]
+            try:
+                formatted = self._session.query(
+                    "SELECT formatQuery({q:String})", "TSVRaw", params={"q": _escaped(head)}
+                )
+            except Exception:
+                continue
+            if formatted.bytes().decode("utf-8").rstrip("\n") == canonical:
+                return sql[match.end() :].lstrip(" \t").removeprefix("\r").removeprefix("\n").encode("utf-8")
+        raise QueryRefused("send the rows in the body after 'INSERT INTO t FORMAT f'", code=62)
+
     def execute(
         self,
         sql: str,
@@ -193,27 +221,31 @@ class WarehouseServer:
             check(tree, canonical, read_only)
             is_insert = tree.kind == "InsertQuery"
             has_select = any(c.kind.startswith("Select") for c in tree.children)
-            if data is not None:
+            if is_insert and not has_select:
                 match = _INSERT_WITH_DATA.match(canonical)
-                if not is_insert or has_select or match is None:
-                    raise QueryRefused("a body of data goes with 'INSERT INTO t [(cols)] FORMAT f' only", 62)
+                if match is None:
+                    raise QueryRefused("rows go with 'INSERT INTO t [(cols)] FORMAT f' or VALUES only", 62)
                 if match["fmt"] not in INPUT_FORMATS:
                     raise QueryRefused(f"format {match['fmt']} is not accepted for inserts", 62)
+                if data is None:
+                    # Rows inline after VALUES/FORMAT f: never run the client's text (chDB would
+                    # run a '; SELECT …' after the rows); the rows go through the spool as data.
+                    data = self._inline_rows(sql, canonical)
                 spool = self._spool / f"{uuid.uuid4().hex}.data"
                 spool.write_bytes(data)
                 try:
                     columns = (match["columns"] or "").strip()
-                    select = columns[1:-1] if columns else "*"
-                    result = self._session.query(
-                        f"INSERT INTO {match['table']} {columns} "
-                        f"SELECT {select} FROM file('{spool}', '{match['fmt']}')"
-                    )
+                    if match["fmt"] in _SELF_DESCRIBING:  # columns matched by name
+                        select = columns[1:-1] if columns else "*"
+                        head = f"SELECT {select} FROM file('{spool}', '{match['fmt']}')"
+                    else:  # text rows take the table's structure, as a client's insert does
+                        head = f"FROM INFILE '{spool}' FORMAT {match['fmt']}"
+                    result = self._session.query(f"INSERT INTO {match['table']} {columns} {head}")
                 finally:
                     spool.unlink(missing_ok=True)
                 return _outcome(result, fmt)
-            if is_insert and not has_select:
-                # Rows written inline ('VALUES (…)') would be read from this process's stdin.
-                raise QueryRefused("send the rows in the body after 'INSERT INTO t FORMAT f'", code=62)
+            if data is not None:
+                raise QueryRefused("a body of data goes with 'INSERT INTO t [(cols)] FORMAT f' only", 62)
             if tree.kind.startswith("Select"):
                 statement, explicit = split_format(canonical)
                 # The engine refuses table functions itself under readonly = 1: a second lock.
