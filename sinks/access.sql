@@ -1,15 +1,30 @@
 -- Roles and row policies for a ClickHouse server (chDB has no access control: the
 -- embedded engine uses the css_* parameterized views of migration 0002 instead).
 -- Applied by `vigie migrate` (an administrator's step: the worker needs no such grant),
--- idempotently, after the migrations, so a CSS added to the
--- reference list gets its role without a new migration. Placeholders: {db}, and in
--- the per-CSS section {css} (organization code) and {role}.
+-- idempotently, after the migrations, so a CSS or a school added to the reference lists
+-- gets its role without a new migration. Placeholders: {db}; in the per-CSS section {css}
+-- (organization code) and {role}; in the per-school section {css}, {school} and {role}.
 -- Once a table has a row policy, a user without one on it sees no rows: each role
 -- below is given exactly the rows it may read.
+-- access:writer
+-- The worker (and whoever runs the migrations, the definer of the ministry views): all
+-- rows, so that the SQL SECURITY DEFINER views see everything they aggregate.
+CREATE ROLE IF NOT EXISTS vigie_writer;
+GRANT SELECT, INSERT, ALTER, CREATE TABLE, CREATE VIEW, DROP TABLE, DROP VIEW, OPTIMIZE ON {db}.* TO vigie_writer;
+CREATE ROW POLICY IF NOT EXISTS vigie_writer_all ON {db}.attendance_marks, {db}.grade_results, {db}.staff_changes, {db}.dead_letters, {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_writer;
 -- access:ministry
+-- Aggregates only: the ministry_* views (suppressed, rounded, fixed time buckets, run
+-- with their definer's rights) and the pipeline's own counts; no row-level table.
 CREATE ROLE IF NOT EXISTS vigie_ministry;
-GRANT SELECT ON {db}.* TO vigie_ministry;
-CREATE ROW POLICY IF NOT EXISTS vigie_ministry_all ON {db}.attendance_marks, {db}.grade_results, {db}.staff_changes, {db}.dead_letters, {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_attendance TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_grades TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_staff TO vigie_ministry;
+GRANT SELECT ON {db}.events_per_minute TO vigie_ministry;
+GRANT SELECT ON {db}.dead_letters_per_minute TO vigie_ministry;
+GRANT SELECT ON {db}.connector_heartbeats TO vigie_ministry;
+GRANT SELECT ON {db}.organizations TO vigie_ministry;
+GRANT SELECT ON {db}.consents TO vigie_ministry;
+CREATE ROW POLICY IF NOT EXISTS vigie_ministry_all ON {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_ministry;
 -- access:css
 CREATE ROLE IF NOT EXISTS {role};
 GRANT SELECT ON {db}.attendance_marks TO {role};
@@ -20,3 +35,10 @@ GRANT SELECT ON {db}.connector_heartbeats TO {role};
 GRANT SELECT ON {db}.events_per_minute TO {role};
 GRANT SELECT ON {db}.dead_letters_per_minute TO {role};
 CREATE ROW POLICY IF NOT EXISTS {role} ON {db}.attendance_marks, {db}.grade_results, {db}.staff_changes, {db}.dead_letters, {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING css = '{css}' TO {role};
+-- access:school
+-- A school's direction: its own school's rows (pseudonymized), nothing of its CSS beyond.
+CREATE ROLE IF NOT EXISTS {role};
+GRANT SELECT ON {db}.attendance_marks TO {role};
+GRANT SELECT ON {db}.grade_results TO {role};
+GRANT SELECT ON {db}.staff_changes TO {role};
+CREATE ROW POLICY IF NOT EXISTS {role} ON {db}.attendance_marks, {db}.grade_results, {db}.staff_changes FOR SELECT USING css = '{css}' AND school_code = '{school}' TO {role};

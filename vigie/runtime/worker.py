@@ -57,6 +57,11 @@ def build_app(settings: Settings) -> WorkerParts:
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
     warehouse.insert_frame("organizations", organizations_frame(organizations.values(), datetime.now(UTC)))
+    # The ministry views suppress below this minimum (a setting; some agencies use 10).
+    warehouse.command(
+        f"INSERT INTO {warehouse.database}.disclosure_rules (suppression_minimum) "
+        f"VALUES ({int(settings.suppression_minimum)})"
+    )
 
     app = faust.App(
         "vigie",

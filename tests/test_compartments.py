@@ -1,0 +1,179 @@
+"""Compartments, attacked as a curious ministry analyst would: the ministry's views on the
+real engine never show a small group, even by differencing two time buckets, and the
+ministry role's grants reach no row-level table. A school's direction reads its school."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from schemas.contracts import Dataset
+from sinks.access import access_statements, load_school_pairs, school_role
+from sinks.migrate import load_migrations
+from sinks.rows import FACT_TABLES, fact_frame
+from tests.curated import curated_batches
+
+MINIMUM = 5
+# The Monday of a recent week (rows older than their retention are dropped by TTL).
+MONDAY = date.today() - timedelta(days=date.today().weekday() + 14)
+
+
+def _marks(css: str, day: date, students: list[str], status: str, reason: str | None) -> pd.DataFrame:
+    now = datetime.now(UTC)
+    at = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
+    return pd.DataFrame({
+        "event_id": [uuid.uuid4().hex for _ in students], "record_key": [f"{day}-{s}" for s in students],
+        "css": css, "school_code": "001", "group_code": "g1", "period": 1, "sheet_date": day,
+        "student_pseudonym": students, "key_id": "k1", "status": status, "absence_reason": reason,
+        "reason_mapped": True, "occurred_at": at, "detected_at": at, "mapping_version": "m1",
+        "processed_at": now, "row_version": 1, "is_deleted": 0,
+    })  # fmt: skip
+
+
+def _differencing_week(warehouse) -> None:
+    """20 students sick all week; 4 more only on Friday; 3 at an appointment on Wednesday;
+    30 present every day."""
+    sick = [f"sick{i}" for i in range(20)]
+    friday_only = [f"fri{i}" for i in range(4)]
+    frames = []
+    for offset in range(5):
+        day = MONDAY + timedelta(days=offset)
+        frames.append(_marks("laval", day, [f"p{i}" for i in range(30)], "present", None))
+        frames.append(_marks("laval", day, sick + (friday_only if offset == 4 else []), "absent", "maladie"))
+        if offset == 2:
+            frames.append(_marks("laval", day, ["rdv0", "rdv1", "rdv2"], "absent", "rendez_vous"))
+    warehouse.insert_frame("attendance_marks", pd.concat(frames, ignore_index=True))
+
+
+def test_two_time_ranges_on_rows_single_out_four_students(warehouse) -> None:
+    """The attack the issue measured, on the row-level table a ministry analyst had."""
+    _differencing_week(warehouse)
+    db = warehouse.database
+
+    def absent(days: int) -> int:
+        return int(warehouse.query(
+            f"SELECT uniqExact(student_pseudonym) AS n FROM {db}.attendance_marks FINAL "
+            f"WHERE status = 'absent' AND absence_reason = 'maladie' AND sheet_date >= '{MONDAY}' "
+            f"AND sheet_date < '{MONDAY + timedelta(days=days)}'")[0]["n"])  # fmt: skip
+
+    assert absent(5) - absent(4) == 4
+
+
+def test_the_ministry_view_publishes_no_small_group_even_by_differencing(warehouse) -> None:
+    _differencing_week(warehouse)
+    rows = warehouse.query(
+        f"SELECT period, toString(period_start) AS start, status, absence_reason, students, marks "
+        f"FROM {warehouse.database}.ministry_attendance WHERE css = 'laval'"
+    )
+    assert rows, "the view publishes the large groups"
+    for row in rows:
+        assert row["students"] >= MINIMUM and row["students"] % 5 == 0, row
+        assert row["marks"] % 5 == 0
+    # Fixed buckets only: an analyst can difference any two published cells of one group.
+    for (a, b) in itertools.combinations(rows, 2):
+        if (a["status"], a["absence_reason"]) == (b["status"], b["absence_reason"]):
+            assert abs(a["students"] - b["students"]) not in range(1, MINIMUM), (a, b)
+    by_key = {(r["period"], r["start"], r["absence_reason"]): r["students"] for r in rows}
+    assert by_key[("day", str(MONDAY + timedelta(days=4)), "maladie")] == 25  # 24, rounded to base 5
+    assert by_key[("day", str(MONDAY), "maladie")] == 20  # 25 − 20 = 5: not the 4
+    # The week holds the 3 at an appointment: withheld with its smallest neighbour.
+    assert ("week", str(MONDAY), "rendez_vous") not in by_key and ("week", str(MONDAY), "maladie") not in by_key
+    assert by_key[("week", str(MONDAY), "")] == 30
+    wednesday = str(MONDAY + timedelta(days=2))
+    # 3 at an appointment: withheld, and the smallest other cell of that day with it, so
+    # that the 3 cannot be recomputed from a total.
+    assert ("day", wednesday, "rendez_vous") not in by_key
+    assert ("day", wednesday, "maladie") not in by_key
+    assert by_key[("day", wednesday, "")] == 30  # present
+
+
+def test_every_ministry_view_runs_on_curated_data_and_shows_no_small_count(
+    warehouse, stage_context, organizations
+) -> None:
+    batches = curated_batches(stage_context, organizations, "laval", 3)
+    for dataset, table in FACT_TABLES.items():
+        warehouse.insert_frame(table, fact_frame(dataset, batches[dataset]))
+    for view, column in (("ministry_attendance", "students"), ("ministry_grades", "students"),
+                         ("ministry_staff", "staff")):  # fmt: skip
+        rows = warehouse.query(f"SELECT * FROM {warehouse.database}.{view}")
+        assert rows or view == "ministry_staff", f"{view} publishes the large groups"  # 7 staff rows only
+        assert all(r[column] >= MINIMUM and r[column] % 5 == 0 for r in rows), view
+        assert not {"student_pseudonym", "staff_pseudonym", "record_key", "event_id", "school_code"} & {
+            c for r in rows[:1] for c in r
+        }
+    grades = warehouse.query(f"SELECT DISTINCT breakdown FROM {warehouse.database}.ministry_grades")
+    assert {r["breakdown"] for r in grades} <= {"all", "sex", "intervention_plan", "language_group", "immigration"}
+    assert Dataset.GRADES in batches
+
+
+def test_the_suppression_minimum_is_the_setting(warehouse) -> None:
+    _differencing_week(warehouse)
+    db = warehouse.database
+    warehouse.command(f"INSERT INTO {db}.disclosure_rules (suppression_minimum) VALUES (25)")
+    rows = warehouse.query(f"SELECT students FROM {db}.ministry_attendance WHERE css = 'laval'")
+    assert rows and all(r["students"] >= 25 for r in rows)
+
+
+def test_dead_letters_carry_a_retention(warehouse) -> None:
+    [table] = warehouse.query(
+        f"SELECT engine_full FROM system.tables WHERE database = '{warehouse.database}' AND name = 'dead_letters'"
+    )
+    assert "TTL toDateTime(failed_at) + toIntervalDay(retention_days)" in table["engine_full"]
+
+
+def _granted_tables(warehouse, statement: str) -> list[str]:
+    """The objects a GRANT names, from the engine's canonical form of it (its parser)."""
+    canonical = warehouse.query(f"SELECT formatQuery({_quoted(statement)}) AS q")[0]["q"]
+    assert canonical.startswith("GRANT ")
+    target = canonical.split(" ON ", 1)[1].rsplit(" TO ", 1)[0]
+    return [t.strip() for t in target.split(",")]
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def test_the_ministry_role_is_granted_no_row_level_table(warehouse, organizations) -> None:
+    statements = access_statements("vigie", list(organizations), [("laval", "001")])
+    ministry = [s for s in statements if s.rstrip().endswith("TO vigie_ministry")]
+    grants = [s for s in ministry if s.startswith("GRANT")]
+    assert grants
+    granted = {t for g in grants for t in _granted_tables(warehouse, g)}
+    row_level = {f"vigie.{t}" for t in [*FACT_TABLES.values(), "dead_letters"]}
+    assert not granted & row_level and not any(t.endswith(".*") for t in granted)
+    views = {t for t in granted if t.startswith("vigie.ministry_")}
+    assert views == {"vigie.ministry_attendance", "vigie.ministry_grades", "vigie.ministry_staff"}
+    # …and each of those views runs with its definer's rights on a server.
+    ddl = "\n".join(s for m in load_migrations() for s in m.up)
+    for view in views:
+        name = view.split(".", 1)[1]
+        assert f"CREATE VIEW IF NOT EXISTS {{db}}.{name} SQL SECURITY DEFINER AS" in ddl
+    policies = [s for s in ministry if s.startswith("CREATE ROW POLICY")]
+    assert policies and all(f"vigie.{t}" not in p for p in policies for t in FACT_TABLES.values())
+
+
+def test_a_school_role_reads_its_own_school_only_and_every_statement_parses(warehouse, organizations) -> None:
+    schools = [("laval", "001"), ("laval", "002"), ("phares", "001")]
+    statements = access_statements("vigie", list(organizations), schools)
+    for statement in statements:
+        assert warehouse.query(f"SELECT formatQuery({_quoted(statement)}) AS q")[0]["q"]
+    role = school_role("laval", "002")
+    [policy] = [s for s in statements if s.startswith("CREATE ROW POLICY") and f" {role} " in s]
+    assert "USING css = 'laval' AND school_code = '002'" in policy
+    assert len({school_role(c, s) for c, s in schools}) == len(schools)
+    with pytest.raises(ValueError, match="not in the reference"):
+        access_statements("vigie", list(organizations), [("atlantis", "001")])
+    with pytest.raises(ValueError, match="cannot name a role"):
+        access_statements("vigie", list(organizations), [("laval", "1'; DROP TABLE x; --")])
+
+
+def test_the_schools_reference_is_read_when_present(tmp_path: Path) -> None:
+    assert load_school_pairs(tmp_path / "absent.csv") == []
+    path = tmp_path / "schools.csv"
+    path.write_text("css_code,school_code,name,kind\nlaval,001,École A,primaire\nlaval,002,École B,secondaire\n")
+    assert load_school_pairs(path) == [("laval", "001"), ("laval", "002")]
