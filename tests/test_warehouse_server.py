@@ -196,3 +196,12 @@ def test_rows_written_inline_are_data_never_a_second_statement(served) -> None:
     assert csv.status_code == 200, csv.text
     got = _post(served, "SELECT s FROM att.t WHERE k IN (8, 9, 10) ORDER BY k FORMAT TSVRaw").text
     assert got.split() == ["a;b", "c", "d"]
+
+
+def test_protocol_parameters_cannot_inject_headers_or_formats(served) -> None:
+    answer = httpx.get(served.address, params={"query": "SELECT 1", "query_id": "a\r\nSet-Cookie: x=1"},
+                       auth=("default", served.password), timeout=30)  # fmt: skip
+    assert answer.status_code == 200 and "set-cookie" not in answer.headers
+    odd = httpx.get(served.address, params={"query": "SELECT 1", "default_format": "CSV --x"},
+                    auth=("default", served.password), timeout=30)  # fmt: skip
+    assert odd.status_code != 200 and "Traceback" not in odd.text

@@ -117,6 +117,11 @@ class Outcome:
         })  # fmt: skip
 
 
+def _query_id(given: str | None) -> str:
+    """The client's query id echoed back only if it is a plain token (no header injection)."""
+    return given if given and re.fullmatch(r"[\w.:-]{1,128}", given) else uuid.uuid4().hex
+
+
 def _escaped(text: str) -> str:
     """A query parameter's value in ClickHouse's escaped text form (as the HTTP ``param_``
     values are sent), so that the engine reads back exactly ``text``."""
@@ -328,6 +333,8 @@ class WarehouseServer:
                     elif body:
                         query = f"{query}\n{body.decode('utf-8')}"
                     fmt = params.get("default_format", "TabSeparated")
+                    if not re.fullmatch(r"\w+", fmt):
+                        raise QueryRefused(f"unknown format {fmt[:40]!r}", code=73)
                     outcome = server.execute(
                         query, data, params.get("database"), fmt, query_params, read_only
                     )
@@ -345,7 +352,7 @@ class WarehouseServer:
                 self._reply(
                     HTTPStatus.OK, outcome.body,
                     {"X-ClickHouse-Format": outcome.fmt, "X-ClickHouse-Timezone": "UTC",
-                     "X-ClickHouse-Query-Id": params.get("query_id") or uuid.uuid4().hex,
+                     "X-ClickHouse-Query-Id": _query_id(params.get("query_id")),
                      "X-ClickHouse-Summary": outcome.summary()},
                 )  # fmt: skip
 
