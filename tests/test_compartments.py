@@ -177,3 +177,37 @@ def test_the_schools_reference_is_read_when_present(tmp_path: Path) -> None:
     path = tmp_path / "schools.csv"
     path.write_text("css_code,school_code,name,kind\nlaval,001,École A,primaire\nlaval,002,École B,secondaire\n")
     assert load_school_pairs(path) == [("laval", "001"), ("laval", "002")]
+
+
+def _results(css: str, students: list[str], sex: str, band: str) -> pd.DataFrame:
+    at = datetime(MONDAY.year, MONDAY.month, MONDAY.day, 8, tzinfo=UTC)
+    return pd.DataFrame({
+        "event_id": [uuid.uuid4().hex for _ in students], "record_key": [f"g-{s}-{band}" for s in students],
+        "css": css, "school_code": "001", "group_code": "g1", "level": "sec1", "subject_code": "francais",
+        "competency_code": "lire", "etape": 1, "evaluation_date": MONDAY, "student_pseudonym": students,
+        "key_id": "k1", "sex": sex, "result_band": band, "passed": True, "occurred_at": at,
+        "detected_at": at, "mapping_version": "m1", "processed_at": datetime.now(UTC), "row_version": 1,
+        "is_deleted": 0,
+    })  # fmt: skip
+
+
+def test_a_small_breakdown_cell_cannot_be_recomputed_from_the_all_line(warehouse) -> None:
+    """3 boys in band 60-69: the 'all' line and the girls' line would give them away."""
+    frames = [
+        _results("laval", [f"f{i}" for i in range(30)], "F", "75-100"),
+        _results("laval", [f"m{i}" for i in range(3)], "M", "75-100"),
+        _results("laval", [f"f2{i}" for i in range(10)], "F", "60-74"),
+        _results("laval", [f"m2{i}" for i in range(10)], "M", "60-74"),
+    ]
+    warehouse.insert_frame("grade_results", pd.concat(frames, ignore_index=True))
+    rows = warehouse.query(
+        f"SELECT breakdown, breakdown_value AS value, result_band AS band, students "
+        f"FROM {warehouse.database}.ministry_grades WHERE css = 'laval'"
+    )
+    shown = {(r["breakdown"], r["value"], r["band"]): r["students"] for r in rows}
+    assert shown[("all", "", "75-100")] == 35 and shown[("all", "", "60-74")] == 20
+    assert ("sex", "M", "75-100") not in shown
+    # all − F = M would give 3: the F cell of that band is withheld too, and so is the M
+    # cell of the other band (else the M line's total would).
+    assert ("sex", "F", "75-100") not in shown and ("sex", "M", "60-74") not in shown
+    assert all(v >= MINIMUM and v % 5 == 0 for v in shown.values())
