@@ -75,14 +75,18 @@ def test_the_ministry_view_publishes_no_small_group_even_by_differencing(warehou
         assert row["students"] >= MINIMUM and row["students"] % 5 == 0, row
         assert row["marks"] % 5 == 0
     # Fixed buckets only: an analyst can difference any two published cells of one group.
-    for (a, b) in itertools.combinations(rows, 2):
+    for a, b in itertools.combinations(rows, 2):
         if (a["status"], a["absence_reason"]) == (b["status"], b["absence_reason"]):
             assert abs(a["students"] - b["students"]) not in range(1, MINIMUM), (a, b)
     by_key = {(r["period"], r["start"], r["absence_reason"]): r["students"] for r in rows}
     assert by_key[("day", str(MONDAY + timedelta(days=4)), "maladie")] == 25  # 24, rounded to base 5
     assert by_key[("day", str(MONDAY), "maladie")] == 20  # 25 − 20 = 5: not the 4
     # The week holds the 3 at an appointment: withheld with its smallest neighbour.
-    assert ("week", str(MONDAY), "rendez_vous") not in by_key and ("week", str(MONDAY), "maladie") not in by_key
+    assert ("week", str(MONDAY), "rendez_vous") not in by_key and (
+        "week",
+        str(MONDAY),
+        "maladie",
+    ) not in by_key
     assert by_key[("week", str(MONDAY), "")] == 30
     wednesday = str(MONDAY + timedelta(days=2))
     # 3 at an appointment: withheld, and the smallest other cell of that day with it, so
@@ -107,7 +111,13 @@ def test_every_ministry_view_runs_on_curated_data_and_shows_no_small_count(
             c for r in rows[:1] for c in r
         }
     grades = warehouse.query(f"SELECT DISTINCT breakdown FROM {warehouse.database}.ministry_grades")
-    assert {r["breakdown"] for r in grades} <= {"all", "sex", "intervention_plan", "language_group", "immigration"}
+    assert {r["breakdown"] for r in grades} <= {
+        "all",
+        "sex",
+        "intervention_plan",
+        "language_group",
+        "immigration",
+    }
     assert Dataset.GRADES in batches
 
 
@@ -175,7 +185,9 @@ def test_a_school_role_reads_its_own_school_only_and_every_statement_parses(ware
 def test_the_schools_reference_is_read_when_present(tmp_path: Path) -> None:
     assert load_school_pairs(tmp_path / "absent.csv") == []
     path = tmp_path / "schools.csv"
-    path.write_text("css_code,school_code,name,kind\nlaval,001,École A,primaire\nlaval,002,École B,secondaire\n")
+    path.write_text(
+        "css_code,school_code,name,kind\nlaval,001,École A,primaire\nlaval,002,École B,secondaire\n"
+    )
     assert load_school_pairs(path) == [("laval", "001"), ("laval", "002")]
 
 

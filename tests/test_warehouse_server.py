@@ -187,7 +187,9 @@ def test_the_guard_reads_the_engines_tree_not_the_text() -> None:
 
 def test_rows_written_inline_are_data_never_a_second_statement(served) -> None:
     key = served.data_dir / "secrets" / "pseudonym.key"
-    sneaky = _post(served, f"INSERT INTO att.t (k, s) VALUES (7, 'x'); SELECT * FROM file('{key}', 'RawBLOB')")
+    sneaky = _post(
+        served, f"INSERT INTO att.t (k, s) VALUES (7, 'x'); SELECT * FROM file('{key}', 'RawBLOB')"
+    )
     assert KEY not in sneaky.text
     plain = _post(served, "INSERT INTO att.t (k, s) VALUES (8, 'a;b'), (9, 'c')")
     assert plain.status_code == 200, plain.text
