@@ -59,3 +59,16 @@ def test_vigie_up_keeps_every_file_of_its_data_dir_private(tmp_path: Path) -> No
     key = data / "secrets" / "pseudonym.key"
     if key.exists():
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_a_command_run_first_creates_the_data_dir_private(tmp_path: Path) -> None:
+    from tests.embedded import vigie
+
+    data = tmp_path / "fresh"
+    previous = os.umask(0o022)
+    try:
+        vigie("migrate", data_dir=data)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "lock").stat().st_mode) == 0o600

@@ -60,8 +60,9 @@ class DataDirLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.path.open("a+")
+        # Whichever command comes first creates the data directory private (see datadir).
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        f = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
