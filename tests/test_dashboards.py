@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -371,33 +372,66 @@ def test_suppressed_cells_stay_in_place_as_withheld(history_warehouse) -> None:
             assert shown["unqualified_teachers"] is None
 
 
-def test_freshness_knows_school_hours_and_the_calendar(history_warehouse) -> None:
-    grid = NETWORK_STATUS.panels[0]
-    now = datetime.now(UTC)
-
-    def states(end: datetime) -> dict[str, dict[str, str]]:
-        return {r["css"]: r for r in _run(history_warehouse, grid, end=end)}
-
-    rows = states(now + timedelta(minutes=1))
+def test_the_status_grid_lists_all_organizations_with_consent_and_silence(history_warehouse) -> None:
+    rows = {r["css"]: r for r in _run(history_warehouse, NETWORK_STATUS.panels[0], end=datetime.now(UTC))}
     assert len(rows) == 72
-    assert rows["phares"]["attendance_state"] == "live"
     assert rows["english-montreal"]["staff_state"] == "no_consent"
     assert rows["laval"]["attendance_state"] == "silent"  # never sent anything
-    # Five hours later: late or silent during school hours, still live at night.
-    later = now + timedelta(hours=5)
-    local = later.astimezone(__import__("zoneinfo").ZoneInfo("America/Toronto"))
-    in_class = is_school_day(local.date()) and 8 <= local.hour < 16
-    later_state = states(later)["phares"]["attendance_state"]
-    school_minutes = 0
-    t = now
-    while t < later:
-        lt = t.astimezone(__import__("zoneinfo").ZoneInfo("America/Toronto"))
-        school_minutes += is_school_day(lt.date()) and 8 <= lt.hour < 16
-        t += timedelta(minutes=1)
-    want = "live" if school_minutes <= 15 else "late" if school_minutes <= 120 else "silent"
-    assert later_state == want, (in_class, school_minutes)
-    # A week of holidays (Christmas) does not make anyone late: no school minutes pass.
-    assert states(now + timedelta(days=400))["phares"]["attendance_state"] == "silent"
+    assert rows["phares"]["grades_state"] == "live"
+
+
+TORONTO = ZoneInfo("America/Toronto")
+
+
+@pytest.fixture(scope="module")
+def freshness_warehouse(chdb_session, stage_context, organizations):
+    """Last records at chosen Québec times: Phares attendance on Friday 27 November 2026 at
+    15:55, Estuaire's on Tuesday 24 November at 10:00, Laval's on the Friday before the
+    semaine de relâche (26 February 2027) at 15:55; Phares' last evaluation on Monday
+    16 November and last staff change on Tuesday 24 November."""
+    from sinks.migrate import migrate_up
+
+    wh = chdb_session.for_database(f"f_{uuid.uuid4().hex[:10]}")
+    migrate_up(wh)
+    now = datetime.now(UTC)
+    wh.insert_frame("organizations", organizations_frame(organizations.values(), now))
+    wh.insert_frame("consents", consent_frame(stage_context.consent, now))
+    for css, dataset, local in (
+        ("phares", "attendance", datetime(2026, 11, 27, 15, 55)),
+        ("estuaire", "attendance", datetime(2026, 11, 24, 10, 0)),
+        ("laval", "attendance", datetime(2027, 2, 26, 15, 55)),
+        ("phares", "grades", datetime(2026, 11, 16, 11, 0)),
+        ("phares", "staff", datetime(2026, 11, 24, 9, 0)),
+    ):
+        at = int(local.replace(tzinfo=TORONTO).timestamp())
+        wh.command(f"INSERT INTO {wh.database}.events_per_minute SELECT toDateTime({at}, 'UTC'), '{css}', "
+                   f"'{dataset}', uniqExactState('e'), uniqExactState('')")  # fmt: skip
+    return wh
+
+
+@pytest.mark.parametrize(
+    ("css", "dataset", "at", "state"),
+    [
+        ("phares", "attendance", datetime(2026, 11, 27, 21, 0), "live"),  # evening: no school minutes pass
+        ("phares", "attendance", datetime(2026, 11, 28, 14, 0), "live"),  # Saturday
+        ("phares", "attendance", datetime(2026, 11, 30, 8, 10), "live"),  # 5 + 10 school minutes
+        ("phares", "attendance", datetime(2026, 11, 30, 8, 30), "late"),  # 35
+        ("phares", "attendance", datetime(2026, 11, 30, 10, 30), "silent"),  # 155
+        ("estuaire", "attendance", datetime(2026, 11, 24, 10, 20), "late"),  # in class, 20 minutes
+        ("laval", "attendance", datetime(2027, 3, 3, 11, 0), "live"),  # semaine de relâche
+        ("laval", "attendance", datetime(2027, 3, 8, 11, 0), "silent"),  # back in class
+        ("phares", "grades", datetime(2026, 11, 27, 12, 0), "live"),  # 9 school days
+        ("phares", "grades", datetime(2026, 12, 4, 12, 0), "late"),  # 14
+        ("phares", "grades", datetime(2027, 1, 15, 12, 0), "silent"),  # the Fêtes do not count, but 24 do
+        ("phares", "staff", datetime(2026, 11, 26, 12, 0), "live"),  # 2 school days
+        ("phares", "staff", datetime(2026, 11, 27, 12, 0), "late"),  # 3
+    ],
+)
+def test_freshness_runs_on_school_time_per_dataset(freshness_warehouse, css, dataset, at, state) -> None:
+    end = at.replace(tzinfo=TORONTO)
+    rows = {r["css"]: r for r in _run(freshness_warehouse, NETWORK_STATUS.panels[0], end=end)}
+    assert rows[css][f"{dataset}_state"] == state
+    assert rows["kativik"]["attendance_state"] == "silent"  # never sent anything
 
 
 # -- suppression SQL ---------------------------------------------------------------------
