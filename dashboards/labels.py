@@ -82,8 +82,14 @@ _VALUES: dict[str, tuple[str, str]] = {
     # job classes and leave types
     "enseignant": ("Enseignants", "Teachers"),
     "suppleant": ("Suppléants", "Substitute teachers"),
-    "technicien_education_specialisee": ("Techniciens en éducation spécialisée", "Special education technicians"),
-    "prepose_eleves_handicapes": ("Préposés aux élèves handicapés", "Attendants for students with disabilities"),
+    "technicien_education_specialisee": (
+        "Techniciens en éducation spécialisée",
+        "Special education technicians",
+    ),
+    "prepose_eleves_handicapes": (
+        "Préposés aux élèves handicapés",
+        "Attendants for students with disabilities",
+    ),
     "conseiller_pedagogique": ("Conseillers pédagogiques", "Educational consultants"),
     "secretariat": ("Secrétariat", "Office staff"),
     "conciergerie": ("Conciergerie", "Custodians"),

@@ -71,6 +71,7 @@ class Panel:
     units: dict[str, str] = field(default_factory=dict)  # Grafana unit per column
     thresholds: dict[str, tuple[tuple[float | None, str], ...]] = field(default_factory=dict)
     empty: tuple[str, str] = ("", "")  # why the panel may be empty (fr, en)
+    worst_low: bool = False  # the report charts the lowest values first (completeness)
 
     @property
     def sql(self) -> str:
@@ -187,6 +188,8 @@ _TZ = f"'{TIMEZONE}'"
 _SCHOOL_YEAR_START = (
     "if(toMonth(today()) >= 8, makeDate(toYear(today()), 8, 1), makeDate(toYear(today()) - 1, 8, 1))"
 )
+# A day missed: absent at half or more of the day's periods (chronic absenteeism, episodes).
+ABSENT_DAY = "avg(a.status = 'absent') >= 0.5"
 _ATTENDANCE = "attendance_marks AS a FINAL INNER JOIN organizations AS o FINAL ON o.code = a.css"
 _GRADES = "grade_results AS g FINAL INNER JOIN organizations AS o FINAL ON o.code = g.css"
 _STAFF = "staff_changes AS s FINAL INNER JOIN organizations AS o FINAL ON o.code = s.css"
@@ -201,7 +204,11 @@ def _state(dataset: str, f: str) -> str:
         minutes = f"{f}.school_minutes"
         timely = f"{minutes} <= {ATTENDANCE_LIVE_MIN}, 'live', {minutes} <= {ATTENDANCE_LATE_MIN}, 'late'"
     else:
-        live, late = (GRADES_LIVE_DAYS, GRADES_LATE_DAYS) if dataset == "grades" else (STAFF_LIVE_DAYS, STAFF_LATE_DAYS)
+        live, late = (
+            (GRADES_LIVE_DAYS, GRADES_LATE_DAYS)
+            if dataset == "grades"
+            else (STAFF_LIVE_DAYS, STAFF_LATE_DAYS)
+        )
         days = f"{f}.school_days"
         timely = f"{days} <= {live}, 'live', {days} <= {late}, 'late'"
     return (
@@ -258,7 +265,7 @@ WHERE {_where_org()}""",
         Panel(
             ("Enregistrements par minute, par jeu de données", "Records per minute, by dataset"),
             "timeseries",
-            f"""SELECT e.minute AS time, e.dataset AS dataset, uniqExactMerge(e.events) AS events
+            f"""SELECT toTimeZone(e.minute, {_TZ}) AS time, e.dataset AS dataset, uniqExactMerge(e.events) AS events
 FROM events_per_minute AS e INNER JOIN organizations AS o FINAL ON o.code = e.css
 WHERE $__timeFilter(e.minute) AND {_where_org(css="e.css")}
 GROUP BY time, dataset""",
@@ -294,6 +301,7 @@ WHERE {_where_org()}""",
             y="completeness_pct",
             units={"completeness_pct": PERCENT},
             thresholds={"completeness_pct": ((None, "red"), (80, "orange"), (95, "green"))},
+            worst_low=True,
         ),
         Panel(
             ("Rejets et valeurs non classées par CSS", "Dead letters and unmapped values per CSS"),
@@ -332,7 +340,7 @@ WHERE {_where_org()} AND (f.events > 0 OR d.letters > 0)""",
 _CHRONIC_DAYS = f"""SELECT css, any(school) AS school_code, student, count() AS days,
     countIf(absent_day) AS absent_days FROM (
     SELECT a.css AS css, any(a.school_code) AS school, a.student_pseudonym AS student, a.sheet_date,
-           min(a.status = 'absent') AS absent_day
+           {ABSENT_DAY} AS absent_day
     FROM {_ATTENDANCE}
     WHERE a.sheet_date >= {_SCHOOL_YEAR_START} AND {_where_org(css="a.css")}
     GROUP BY css, student, a.sheet_date)
@@ -349,7 +357,10 @@ ATTENDANCE = Dashboard(
     ),
     (
         Panel(
-            ("Taux d'absence, dernier jour de classe, par région et CSS", "Absence rate, latest school day, by region and CSS"),
+            (
+                "Taux d'absence, dernier jour de classe, par région et CSS",
+                "Absence rate, latest school day, by region and CSS",
+            ),
             "table",
             f"""SELECT o.region_name AS region, a.css AS css, uniqExact(a.student_pseudonym) AS students,
   {pct("countIf(a.status = 'absent')", "count()")} AS absence_rate_pct
@@ -421,7 +432,7 @@ GROUP BY region, reason""",
         - row_number() OVER (PARTITION BY student, absent_day ORDER BY sheet_date) AS run
     FROM (
       SELECT a.student_pseudonym AS student, a.sheet_date AS sheet_date,
-             avg(a.status = 'absent') >= 0.5 AS absent_day,  -- absent half the day or more
+             {ABSENT_DAY} AS absent_day,
              ifNull(topKIf(1)(a.absence_reason, a.absence_reason IS NOT NULL)[1], 'inconnu') AS reason
       FROM {_ATTENDANCE}
       WHERE $__dateFilter(a.sheet_date) AND {_where_org(css="a.css")} AND {_in("a.school_code", "school")}
@@ -445,8 +456,10 @@ GROUP BY reason, duration""",
         ),
         Panel(
             (
-                "Absentéisme chronique cette année scolaire, par CSS (≥ 10 % des jours, après 10 jours)",
-                "Chronic absenteeism this school year, by CSS (≥ 10% of days missed, after 10 days)",
+                "Absentéisme chronique cette année scolaire, par CSS (≥ 10 % des jours manqués, au moins "
+                "une demi-journée, après 10 jours)",
+                "Chronic absenteeism this school year, by CSS (≥ 10% of days missed, half a day or "
+                "more, after 10 days)",
             ),
             "table",
             f"""SELECT o.region_name AS region, c.css AS css, count() AS students,
@@ -644,7 +657,10 @@ WORKFORCE = Dashboard(
     ),
     (
         Panel(
-            ("Absences du personnel commencées, par corps d'emploi et semaine ISO", "Staff absences started, by job class and ISO week"),
+            (
+                "Absences du personnel commencées, par corps d'emploi et semaine ISO",
+                "Staff absences started, by job class and ISO week",
+            ),
             "barchart",
             f"""SELECT concat(toString(toISOYear(s.effective_date)), '-W',
   leftPad(toString(toISOWeek(s.effective_date)), 2, '0')) AS week, s.job_class AS job_class,
@@ -678,7 +694,10 @@ GROUP BY region, css""",
             units={"positions_opened": "short"},
         ),
         Panel(
-            ("Enseignants non légalement qualifiés, par région et CSS", "Teachers without a legal qualification, by region and CSS"),
+            (
+                "Enseignants non légalement qualifiés, par région et CSS",
+                "Teachers without a legal qualification, by region and CSS",
+            ),
             "table",
             f"""SELECT o.region_name AS region, s.css AS css,
   uniqExactIf(s.staff_pseudonym, s.legally_qualified = false) AS unqualified_teachers,
@@ -708,7 +727,10 @@ PIPELINE = Dashboard(
     ),
     (
         Panel(
-            ("Enregistrements traités par seconde, par jeu de données", "Records curated per second, by dataset"),
+            (
+                "Enregistrements traités par seconde, par jeu de données",
+                "Records curated per second, by dataset",
+            ),
             "timeseries",
             'sum by (dataset) (rate(vigie_stream_records_total{outcome="curated"}[$__rate_interval]))',
             promql=True,
@@ -716,7 +738,10 @@ PIPELINE = Dashboard(
             units={"": "rps"},
         ),
         Panel(
-            ("Retard de consommation (messages), par groupe de sujets", "Consumer lag (messages), by topic group"),
+            (
+                "Retard de consommation (messages), par groupe de sujets",
+                "Consumer lag (messages), by topic group",
+            ),
             "timeseries",
             "sum by (topic_group) (vigie_consumer_lag_messages)",
             promql=True,
@@ -724,7 +749,10 @@ PIPELINE = Dashboard(
             units={"": "short"},
         ),
         Panel(
-            ("Rejets par seconde, par motif (hors absence de consentement)", "Dead letters per second, by reason (consent withholdings excluded)"),
+            (
+                "Rejets par seconde, par motif (hors absence de consentement)",
+                "Dead letters per second, by reason (consent withholdings excluded)",
+            ),
             "timeseries",
             'sum by (reason_code) (rate(vigie_dead_letters_total{reason_code!="no_consent"}[$__rate_interval]))',
             promql=True,

@@ -7,6 +7,7 @@ Every field can be overridden by an environment variable ``VIGIE_<FIELD>``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
         "engine (chDB) in the worker. Holds a password: set it from the environment only.",
     )
     warehouse_database: str = "vigie"
+    language: Literal["fr", "en"] = Field(
+        "fr", description="Language of `vigie report` (French by default; 'en' for the English boards)."
+    )
     suppression_minimum: int = Field(
         5, ge=1, description="Smallest count of individuals an aggregate may show (some agencies use 10)."
     )
