@@ -151,12 +151,27 @@ _QUALIFY = re.compile(rf"\b(FROM|JOIN)\s+({'|'.join(TABLES)})\b")
 
 
 def expand_macros(
-    sql: str, start: datetime, end: datetime, interval_s: int = 60, lang: Language = "fr"
+    sql: str,
+    start: datetime,
+    end: datetime,
+    interval_s: int = 60,
+    lang: Language = "fr",
+    selected: dict[str, list[str]] | None = None,
 ) -> str:
     """Expand the Grafana ClickHouse plugin's macros for a time range (UTC) as the plugin
-    does (pkg/macros/macros.go), with every selector at « All » and ``$lang`` set."""
+    does (pkg/macros/macros.go), with ``$lang`` set and every selector at « All » unless
+    ``selected`` names its values (then ``${name:singlequote}`` is their quoted list)."""
     lo, hi = int(start.timestamp()), int(end.timestamp())
-    sql = _CONDITIONAL_ALL.sub("1=1", sql)
+    chosen = selected or {}
+
+    def condition(match: re.Match[str]) -> str:
+        variable = match[0].rsplit("$", 1)[1].rstrip(")")
+        if variable not in chosen:
+            return "1=1"
+        quoted = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in chosen[variable])
+        return match[1].replace(f"${{{variable}:singlequote}}", quoted)
+
+    sql = _CONDITIONAL_ALL.sub(condition, sql)
     sql = _TIME_FILTER.sub(lambda m: f"{m[1]} >= toDateTime({lo}) AND {m[1]} <= toDateTime({hi})", sql)
     sql = _DATE_FILTER.sub(
         lambda m: f"{m[1]} >= toDate('{start:%Y-%m-%d}') AND {m[1]} <= toDate('{end:%Y-%m-%d}')", sql

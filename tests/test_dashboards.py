@@ -102,7 +102,9 @@ def load_history(wh, stage_context, organizations, history) -> None:
     letters = []
     for offset, (css, ds, raw) in enumerate(history):
         out = process_batch(css, ds, raw, stage_context)
-        batches[ds].append({"mapping_version": "m1", "processed_at": now, CURATED_RECORDS_FIELD[ds]: out.records})
+        batches[ds].append(
+            {"mapping_version": "m1", "processed_at": now, CURATED_RECORDS_FIELD[ds]: out.records}
+        )
         msg = RawMessage(f"raw.{css}.{ds.value}", 0, offset, None)
         letters += [dead_letter(msg, r, now, css, ds) for r in out.rejections]
     for ds, rows in batches.items():
@@ -468,6 +470,31 @@ def test_freshness_runs_on_school_time_per_dataset(freshness_warehouse, css, dat
     rows = {r["css"]: r for r in _run(freshness_warehouse, NETWORK_STATUS.panels[0], end=end)}
     assert rows[css][f"{dataset}_state"] == state
     assert rows["kativik"]["attendance_state"] == "silent"  # never sent anything
+
+
+def test_a_curious_analyst_narrowing_to_one_school_still_sees_no_small_cell(
+    history_warehouse, history
+) -> None:
+    """Selecting a single school (or a hostile value) in the Grafana selectors filters before
+    suppression: the narrower view withholds more, never less, and a quote cannot escape."""
+    schools = sorted({b["school_code"] for _c, ds, b in history if ds is Dataset.ATTENDANCE})
+    end = datetime.now(UTC) + timedelta(hours=1)
+    narrowed = 0
+    for panel in (
+        ATTENDANCE.panels[0],
+        ATTENDANCE.panels[2],
+        ATTENDANCE.panels[3],
+        STUDENT_SUCCESS.panels[2],
+    ):
+        for school in [*schools, "x') OR 1=1 --"]:
+            sql = expand_macros(panel.sql_with(MINIMUM), end - timedelta(days=60), end,
+                                selected={"school": [school]})  # fmt: skip
+            rows = history_warehouse.query(qualify(sql, history_warehouse.database))
+            for row in rows:
+                for column in panel.individuals:
+                    assert row[column] is None or row[column] == 0 or row[column] >= MINIMUM, (school, row)
+            narrowed += sum(1 for r in rows if r[panel.individuals[0]] is None)
+    assert narrowed  # one school alone is small enough that cells are withheld
 
 
 # -- suppression SQL ---------------------------------------------------------------------
