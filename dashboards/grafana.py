@@ -87,9 +87,11 @@ def _options(panel: Panel) -> dict[str, Any]:
     if panel.kind == "table":
         return {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
     if panel.kind == "barchart":
-        return {"xField": panel.x, "orientation": "auto", "showValue": "auto", "stacking": "none",
-                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                "xTickLabelRotation": -30, "xTickLabelSpacing": 0}  # fmt: skip
+        # With a series column, groupingToMatrix makes the categories its first field.
+        options = {"orientation": "auto", "showValue": "auto", "stacking": "none",
+                   "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                   "xTickLabelRotation": -30, "xTickLabelSpacing": 0}  # fmt: skip
+        return options if panel.series else {**options, "xField": panel.x}
     return {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
             "tooltip": {"mode": "multi", "sort": "desc"}}  # fmt: skip
 
@@ -99,7 +101,7 @@ def _transformations(panel: Panel) -> list[dict[str, Any]]:
     if panel.promql or not panel.series or panel.kind == "table":
         return []
     if panel.kind == "timeseries":
-        return [{"id": "prepareTimeSeries", "options": {"format": "multi"}}]
+        return [{"id": "prepareTimeSeries", "options": {"format": "multi"}}]  # one line per series value
     return [{"id": "groupingToMatrix", "options": {"columnField": panel.series, "rowField": panel.x,
                                                      "valueField": panel.y}}]  # fmt: skip
 

@@ -75,8 +75,12 @@ class Panel:
 
     @property
     def sql(self) -> str:
-        """The query as Grafana runs it: suppressed, ordered, labelled by ``$lang``."""
-        return self.sql_with(DEFAULT_MINIMUM, labels=True)
+        """The query as Grafana runs it: suppressed, ordered, labelled by ``$lang``; a time
+        series returns only its time, series and value (Grafana would plot every number)."""
+        if self.promql:
+            return self.query
+        shown = tuple(c for c in (self.x, self.series, self.y) if c) if self.kind == "timeseries" else None
+        return wrap(self, DEFAULT_MINIMUM, True, shown)
 
     def sql_with(self, minimum: int, labels: bool = False) -> str:
         """The query with a suppression minimum (a setting: some agencies use 10); codes
@@ -113,8 +117,9 @@ def band(alias: str = "g") -> str:
     return f"multiIf({p} IS NULL, {alias}.result_band, {r} <= 60, '0-60', {r} <= 74, '61-74', '75-100')"
 
 
-def wrap(panel: Panel, minimum: int, labels: bool) -> str:
-    """Suppress, order and label a panel's query (see the module docstring)."""
+def wrap(panel: Panel, minimum: int, labels: bool, columns: tuple[str, ...] | None = None) -> str:
+    """Suppress, order and label a panel's query (see the module docstring); return
+    ``columns`` (default: all the panel's)."""
     hide = ""
     windows = ""
     source = f"(\n{panel.query}\n)"
@@ -129,7 +134,7 @@ def wrap(panel: Panel, minimum: int, labels: bool) -> str:
         )
         hide = "(t._small OR (t._withheld = 1 AND t._rank = 2))"
     shown = []
-    for column in panel.columns:
+    for column in columns or panel.columns:
         expression = f"t.{column}"
         if hide and column not in panel.keys:
             expression = f"if({hide}, NULL, {expression})"
