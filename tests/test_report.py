@@ -5,9 +5,11 @@ page renders its charts in headless Chromium (screenshot in test-artifacts/)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,3 +150,13 @@ def test_an_empty_panel_says_why(warehouse) -> None:
     page = render_html(results, end - timedelta(days=3), end, 5, "fr")
     assert "après au moins 10 jours de classe" in page  # chronic absenteeism
     assert page.count("class='note empty'") == sum(1 for r in results if not r.rows)
+
+
+def test_report_refuses_an_unknown_language_in_one_line(tmp_path: Path) -> None:
+    done = vigie("report", "--out", str(tmp_path / "r.html"), "--lang", "de", data_dir=tmp_path, check=False)
+    assert done.returncode == 2 and "--lang should be fr or en, got 'de'" in done.stderr
+    assert "Traceback" not in done.stderr
+    env = {**os.environ, "VIGIE_LANGUAGE": "de"}
+    done = subprocess.run([sys.executable, "-m", "vigie.cli", "report", "--out", str(tmp_path / "r.html"),
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert done.returncode == 2 and "language" in done.stderr and "Traceback" not in done.stderr
