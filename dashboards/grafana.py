@@ -178,8 +178,17 @@ def dashboard_json(dashboard: Dashboard, lang: Language = "fr") -> dict[str, Any
         "time": {"from": dashboard.time_from, "to": "now"},
         "refresh": "1m",
         "templating": {"list": _variables(lang, dashboard.variables)},
+        "links": [_other_language(dashboard, lang)],
         "panels": panels,
     }
+
+
+def _other_language(dashboard: Dashboard, lang: Language) -> dict[str, Any]:
+    """A link to the same board in the other language, keeping the time range and selectors."""
+    other = dashboard.uid if lang == "en" else f"{dashboard.uid}-en"
+    title = "English" if lang == "fr" else "Français"
+    return {"type": "link", "title": title, "icon": "doc", "url": f"/d/{other}", "keepTime": True,
+            "includeVars": True, "targetBlank": False}  # fmt: skip
 
 
 def file_name(dashboard: Dashboard, lang: Language) -> str:
