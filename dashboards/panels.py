@@ -444,16 +444,19 @@ GROUP BY region, reason""",
             ),
             "barchart",
             f"""SELECT reason, duration, count() AS episodes, uniqExact(student) AS students FROM (
-  SELECT student, run, topK(1)(reason)[1] AS reason, count() AS days,
-    multiIf(days = 1, '1j', days <= 3, '2-3j', days <= 5, '4-5j', '6j+') AS duration
+  -- An episode's motif: the most frequent motif of its absences (ties: the first code).
+  SELECT student, run, arrayFlatten(groupArray(reasons)) AS all_reasons,
+    if(empty(all_reasons), 'inconnu',
+       arraySort(r -> (-countEqual(all_reasons, r), r), arrayDistinct(all_reasons))[1]) AS reason,
+    count() AS days, multiIf(days = 1, '1j', days <= 3, '2-3j', days <= 5, '4-5j', '6j+') AS duration
   FROM (
-    SELECT student, sheet_date, absent_day, reason,
+    -- Consecutive absent days (of the days the student has marks) share a run number.
+    SELECT student, sheet_date, absent_day, reasons,
       row_number() OVER (PARTITION BY student ORDER BY sheet_date)
         - row_number() OVER (PARTITION BY student, absent_day ORDER BY sheet_date) AS run
     FROM (
-      SELECT a.student_pseudonym AS student, a.sheet_date AS sheet_date,
-             {ABSENT_DAY} AS absent_day,
-             ifNull(topKIf(1)(a.absence_reason, a.absence_reason IS NOT NULL)[1], 'inconnu') AS reason
+      SELECT a.student_pseudonym AS student, a.sheet_date AS sheet_date, {ABSENT_DAY} AS absent_day,
+             groupArrayIf(ifNull(a.absence_reason, 'inconnu'), a.status = 'absent') AS reasons
       FROM {_ATTENDANCE}
       WHERE $__dateFilter(a.sheet_date) AND {_where_org(css="a.css")} AND {_in("a.school_code", "school")}
       GROUP BY student, sheet_date))

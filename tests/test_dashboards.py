@@ -374,6 +374,64 @@ def test_absence_rates_and_chronic_absenteeism_match_the_sources(history_warehou
             assert row["chronic_pct"] == half_up(n_chronic, students), css
 
 
+def test_absence_episodes_match_the_sources(history_warehouse, history, harmonizer) -> None:
+    with (MAPPINGS / "attendance_status.csv").open(encoding="utf-8") as f:
+        status = {r["local_code"]: r["status"] for r in csv.DictReader(f)}
+    marks: dict[tuple[str, str], dict[date, list[str | None]]] = defaultdict(lambda: defaultdict(list))
+    for css, batch, rec in _rows_of(history, Dataset.ATTENDANCE):
+        if rec["status_code"] == "?":
+            continue
+        reason = None
+        if status[rec["status_code"]] == "absent":
+            reason = harmonizer.absence.classify(css, rec["absence_code"], rec["absence_text"]).category
+        marks[(css, rec["student_local_id"])][batch["sheet_date"]].append(
+            reason if status[rec["status_code"]] == "absent" else "")
+    episodes: Counter[tuple[str, str]] = Counter()
+    students: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+    for student, days in marks.items():
+        run: list[list[str | None]] = []
+        for day in [*sorted(days), None]:
+            absent = day is not None and 2 * sum(m != "" for m in days[day]) >= len(days[day])
+            if absent:
+                run.append(days[day])
+            elif run:
+                reasons = [m for d in run for m in d if m]
+                counts = Counter(reasons)
+                reason = min(counts, key=lambda r: (-counts[r], r)) if counts else "inconnu"
+                n = len(run)
+                duration = "1j" if n == 1 else "2-3j" if n <= 3 else "4-5j" if n <= 5 else "6j+"
+                episodes[(reason, duration)] += 1
+                students[(reason, duration)].add(student)
+                run = []
+    assert sum(episodes.values()) > 20
+    rows = _run(history_warehouse, ATTENDANCE.panels[3])
+    assert [(r["reason"], r["duration"]) for r in rows] == sorted(episodes)  # every cell, in order
+    for row in rows:
+        key = (row["reason"], row["duration"])
+        if row["students"] is None:
+            assert row["episodes"] is None
+        else:
+            assert (row["episodes"], row["students"]) == (episodes[key], len(students[key])), key
+    assert any(r["students"] is not None for r in rows)
+
+
+def test_staff_absences_by_job_class_and_iso_week_match_the_sources(history_warehouse, history, harmonizer) -> None:
+    truth: dict[tuple[str, str], set[tuple[str, str, str]]] = defaultdict(set)
+    for css, _batch, rec in _rows_of(history, Dataset.STAFF):
+        if css in ("english-montreal", "iles") or rec["change_type"] != "leave_start":
+            continue
+        year, week, _ = rec["effective_date"].isocalendar()
+        job = harmonizer.job_class(css, rec["job_code"]) or "inconnu"
+        # The simulator's staff identity: the same person recurs under one employee number.
+        truth[(f"{year}-W{week:02d}", job)].add((css, rec["first_name"], rec["employee_number"]))
+    rows = _run(history_warehouse, WORKFORCE.panels[0])
+    assert [(r["week"], r["job_class"]) for r in rows] == sorted(truth)
+    assert any(r["staff_count"] is not None for r in rows)
+    for row in rows:
+        if row["staff_count"] is not None:
+            assert row["staff_count"] == len(truth[(row["week"], row["job_class"])]), row
+
+
 def test_a_result_of_74_5_percent_is_in_the_75_100_band(history_warehouse, history, harmonizer) -> None:
     truth: dict[tuple[str, str], set[str]] = defaultdict(set)
     for css, batch, rec in _rows_of(history, Dataset.GRADES):
