@@ -639,10 +639,11 @@ GROUP BY region, sex, band""",
 FROM ({_CHRONIC_DAYS} HAVING days >= 10) AS c
 INNER JOIN organizations AS o FINAL ON o.code = c.css
 LEFT JOIN (
-  -- Each student's latest result this school year in each subject, in the 0-60 band.
+  -- Each student's latest result this school year in each subject, in the 0-60 band
+  -- (several the same day: the lowest).
   SELECT DISTINCT css, student FROM (
     SELECT g.css AS css, g.student_pseudonym AS student, g.subject_code,
-           argMax({band()}, (g.evaluation_date, g.etape)) AS latest_band
+           argMax({band()}, (g.evaluation_date, g.etape, -ifNull(g.result_percent, 0))) AS latest_band
     FROM grade_results AS g FINAL
     WHERE g.evaluation_date >= {_SCHOOL_YEAR_START} AND g.subject_code IN {_AT_RISK_SUBJECTS}
     GROUP BY css, student, g.subject_code)

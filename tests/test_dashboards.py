@@ -84,7 +84,39 @@ def simulated_history(organizations, now: datetime) -> list[tuple[str, Dataset, 
     for result in edge["results"]:
         result["result"] = "74.5"
     out.append(("phares", Dataset.GRADES, edge))
-    return out
+    return _with_students_at_risk(out)
+
+
+AT_RISK = 6
+
+
+def _with_students_at_risk(
+    history: list[tuple[str, Dataset, dict[str, Any]]],
+) -> list[tuple[str, Dataset, dict[str, Any]]]:
+    """Six students of one Phares group evaluated in French miss three whole days (chronic:
+    ≥ 10 % of 12) and fail every evaluation: students at risk."""
+    french = next(
+        b for css, ds, b in history if css == "phares" and ds is Dataset.GRADES and b["subject_code"] == "FRA"
+    )
+    chosen = {r["student_local_id"] for r in french["results"][:AT_RISK]}
+    sheets = [b for css, ds, b in history if css == "phares" and ds is Dataset.ATTENDANCE]
+    days = sorted({b["sheet_date"] for b in sheets})[:3]
+    # The CSS's own absent code, as its sheets write it: the status of marks with a motif.
+    codes = Counter(
+        m["status_code"] for b in sheets for m in b["marks"] if m["absence_text"] or m["absence_code"]
+    )
+    absent_code = codes.most_common(1)[0][0]
+    for sheet in sheets:
+        if sheet["group_code"] == french["group_code"] and sheet["sheet_date"] in days:
+            for mark in sheet["marks"]:
+                if mark["student_local_id"] in chosen:
+                    mark.update(status_code=absent_code, absence_code=None, absence_text="malade")
+    for css, ds, batch in history:
+        if css == "phares" and ds is Dataset.GRADES:
+            for result in batch["results"]:
+                if result["student_local_id"] in chosen:
+                    result["result"] = "40" if batch["scale"] == "percent" else "E"
+    return history
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +417,8 @@ def test_absence_episodes_match_the_sources(history_warehouse, history, harmoniz
         if status[rec["status_code"]] == "absent":
             reason = harmonizer.absence.classify(css, rec["absence_code"], rec["absence_text"]).category
         marks[(css, rec["student_local_id"])][batch["sheet_date"]].append(
-            reason if status[rec["status_code"]] == "absent" else "")
+            reason if status[rec["status_code"]] == "absent" else ""
+        )
     episodes: Counter[tuple[str, str]] = Counter()
     students: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
     for student, days in marks.items():
@@ -415,7 +448,9 @@ def test_absence_episodes_match_the_sources(history_warehouse, history, harmoniz
     assert any(r["students"] is not None for r in rows)
 
 
-def test_staff_absences_by_job_class_and_iso_week_match_the_sources(history_warehouse, history, harmonizer) -> None:
+def test_staff_absences_by_job_class_and_iso_week_match_the_sources(
+    history_warehouse, history, harmonizer
+) -> None:
     truth: dict[tuple[str, str], set[tuple[str, str, str]]] = defaultdict(set)
     for css, _batch, rec in _rows_of(history, Dataset.STAFF):
         if css in ("english-montreal", "iles") or rec["change_type"] != "leave_start":
@@ -430,6 +465,48 @@ def test_staff_absences_by_job_class_and_iso_week_match_the_sources(history_ware
     for row in rows:
         if row["staff_count"] is not None:
             assert row["staff_count"] == len(truth[(row["week"], row["job_class"])]), row
+
+
+def test_students_at_risk_match_the_sources(history_warehouse, history, harmonizer) -> None:
+    with (MAPPINGS / "attendance_status.csv").open(encoding="utf-8") as f:
+        status = {r["local_code"]: r["status"] for r in csv.DictReader(f)}
+    day_marks: dict[tuple[str, str], dict[date, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    school: dict[tuple[str, str], str] = {}
+    for css, batch, rec in _rows_of(history, Dataset.ATTENDANCE):
+        if rec["status_code"] != "?":
+            day_marks[(css, rec["student_local_id"])][batch["sheet_date"]].append(
+                status[rec["status_code"]] == "absent"
+            )
+            school[(css, rec["student_local_id"])] = batch["school_code"]
+    assert len({b["evaluation_date"] for _c, ds, b in history if ds is Dataset.GRADES}) == 1
+    bands: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for css, batch, rec in _rows_of(history, Dataset.GRADES):
+        subject = harmonizer.subject(css, batch["subject_code"])
+        if rec["result"] != "abs?" and subject in ("francais", "english_language_arts", "mathematique"):
+            bands[(css, rec["student_local_id"])].add(
+                band_of(harmonizer.grade(batch["scale"], rec["result"]).percent)
+            )
+    enrolled: Counter[tuple[str, str]] = Counter()
+    at_risk: Counter[tuple[str, str]] = Counter()
+    for student, days in day_marks.items():
+        if len(days) < 10:
+            continue
+        where = (student[0], school[student])
+        enrolled[where] += 1
+        missed = sum(2 * sum(flags) >= len(flags) for flags in days.values())
+        # Every simulated evaluation has the same date: the latest result of a subject is
+        # that day's lowest, so a student is low in it when any result is.
+        if missed >= 0.1 * len(days) and "0-60" in bands[student]:
+            at_risk[where] += 1
+    assert sum(at_risk.values()) >= AT_RISK
+    rows = _run(history_warehouse, STUDENT_SUCCESS.panels[6])
+    assert sorted((r["css"], r["school"]) for r in rows) == sorted(enrolled)  # every school, none vanishes
+    for row in rows:
+        where = (row["css"], row["school"])
+        if row["students"] is not None:
+            assert (row["students"], row["at_risk"]) == (enrolled[where], at_risk[where]), where
+            assert row["at_risk_pct"] == half_up(at_risk[where], enrolled[where])
+    assert any(r["at_risk"] for r in rows)
 
 
 def test_a_result_of_74_5_percent_is_in_the_75_100_band(history_warehouse, history, harmonizer) -> None:
