@@ -109,6 +109,7 @@ _COLUMNS: dict[str, tuple[str, str]] = {
     "region": ("Région", "Region"),
     "css": ("Centre de services scolaire", "School service centre"),
     "school": ("École", "School"),
+    "organization": ("Organisme", "Organization"),
     "dataset": ("Jeu de données", "Dataset"),
     "state": ("État", "State"),
     "time": ("Date", "Date"),

@@ -266,7 +266,7 @@ NETWORK_STATUS = Dashboard(
         Panel(
             ("Organismes — état par jeu de données", "Organizations — state per dataset"),
             "table",
-            f"""SELECT o.region_name AS region, o.code AS css,
+            f"""SELECT o.region_name AS region, o.code AS css, o.name AS organization,
   {_state("attendance", "fa")} AS attendance_state,
   {_state("grades", "fg")} AS grades_state,
   {_state("staff", "fs")} AS staff_state
@@ -275,8 +275,8 @@ LEFT JOIN {_freshness("attendance")} AS fa ON fa.css = o.code
 LEFT JOIN {_freshness("grades")} AS fg ON fg.css = o.code
 LEFT JOIN {_freshness("staff")} AS fs ON fs.css = o.code
 WHERE {_where_org()}""",
-            ("region", "css", "attendance_state", "grades_state", "staff_state"),
-            keys=("region", "css"),
+            ("region", "css", "organization", "attendance_state", "grades_state", "staff_state"),
+            keys=("region", "css", "organization"),
             order="region, css",
             x="css",
             y="attendance_state",

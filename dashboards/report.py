@@ -143,7 +143,7 @@ def _grid(result: PanelResult, lang: Language) -> Any:
     states = [c for c in result.columns if c.endswith("_state")]
     levels = {state: i for i, state in enumerate(STATE_COLOURS)}
     rows = list(reversed(result.rows))  # plotly draws the first row at the bottom
-    names = [str(r["css"]) for r in rows]
+    names = [str(r.get("organization") or r["css"]) for r in rows]
     columns = [label(c, lang) for c in states]
     z = [[levels.get(str(r[c]), 0) for c in states] for r in rows]
     text = [[label(r[c], lang) for c in states] for r in rows]
@@ -155,7 +155,7 @@ def _grid(result: PanelResult, lang: Language) -> Any:
     fig = go.Figure(go.Heatmap(z=z, x=columns, y=names, text=text, texttemplate="%{text}", zmin=-0.5,
                                zmax=n - 0.5, colorscale=colours, showscale=False, xgap=2, ygap=2,
                                hovertemplate="%{y} — %{x} : %{text}<extra></extra>"))  # fmt: skip
-    fig.update_layout(height=20 * len(names) + 80, margin={"l": 190, "r": 10, "t": 30, "b": 10},
+    fig.update_layout(height=20 * len(names) + 80, margin={"l": 330, "r": 10, "t": 30, "b": 10},
                       xaxis={"side": "top"}, font={"size": 11})  # fmt: skip
     return fig
 
