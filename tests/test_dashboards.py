@@ -257,6 +257,21 @@ def test_every_panel_reading_a_replacing_table_reads_it_with_final() -> None:
                 assert match[3], f"{panel.title[0]}: {match[1]} without FINAL"
 
 
+def test_every_panel_over_people_is_aggregated_and_suppressed() -> None:
+    """The ministry sees aggregates only: a panel that reads students or staff counts them in
+    suppressed columns and never returns a pseudonym, a school-level row without suppression,
+    or a raw record."""
+    for dashboard in DASHBOARDS:
+        for panel in dashboard.panels:
+            if panel.promql:
+                continue
+            assert "GROUP BY" in panel.query, panel.title[1]
+            assert not any("pseudonym" in c or c in ("student", "record_key", "event_id") for c in panel.columns)
+            if re.search(r"(student|staff)_pseudonym", panel.query):
+                assert panel.individuals, f"{panel.title[1]} reads people without suppression"
+                assert set(panel.individuals) <= set(panel.columns) and not set(panel.individuals) & set(panel.keys)
+
+
 def test_the_school_days_table_is_the_quebec_calendar(warehouse) -> None:
     stored = {
         date.fromisoformat(str(r["day"]))
