@@ -1,13 +1,23 @@
 """Every dashboard panel, defined once: Grafana's JSON and `vigie report` come from here.
 
-A panel over people (students, staff) counts them in a column (``individuals``); its SQL
-is wrapped by ``suppressed`` so that no returned row counts fewer than the minimum, and in
-each ``group`` where exactly one cell was withheld, the next smallest is withheld too
-(complementary suppression: the panels show no totals, and a lone gap in a group could
-otherwise be recomputed from a total shown elsewhere). Panel SQL uses the Grafana
-ClickHouse plugin's macros (``$__timeFilter``, ``$__fromTime``, ``$__toTime``,
-``$__timeInterval``, ``$__interval_s``); ``expand_macros`` expands them for the report and
-the tests exactly as the plugin does.
+A panel's ``query`` returns codes (``sante_rdv``, ``0-60``) and counts; ``Panel.sql`` wraps
+it once for everything a reader needs:
+
+- small-cell suppression: a row where a count of people (``individuals``) is between 1 and
+  the minimum is *kept* with its counts and everything derived from them set to NULL (shown
+  « x », never dropped), and in each ``group`` where exactly one row was withheld the next
+  smallest is withheld too (complementary suppression: a lone gap could be recomputed from
+  a total shown elsewhere);
+- the panel's order (``order``, on codes, so bands read 0-60, 61-74, 75-100);
+- labels: ``coded`` columns are shown through the label table in the dashboard's language
+  (the Grafana variable ``lang``; the report labels in Python from the same table).
+
+Panel SQL names tables without a database (Grafana's datasource supplies its default
+database; ``qualify`` adds one for the report and the tests) and uses the Grafana
+ClickHouse plugin's macros (``$__timeFilter``, ``$__dateFilter``, ``$__toTime``,
+``$__conditionalAll``); ``expand_macros`` expands them exactly as the plugin does.
+Percentages are rounded half up with integer arithmetic (74.5 → 75, never banker's
+rounding), and result bands are taken from the percent rounded half up.
 """
 
 from __future__ import annotations
@@ -16,352 +26,717 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from dashboards.labels import TIMEZONE, Language, label_sql
 from sinks.suppression import DEFAULT_MINIMUM
 
 CLICKHOUSE = {"type": "grafana-clickhouse-datasource", "uid": "vigie-clickhouse"}
 PROMETHEUS = {"type": "prometheus", "uid": "vigie-prometheus"}
-DB = "vigie"  # the Grafana datasource's default database; the embedded store uses it too
+PLUGIN_VERSION = "4.20.0"  # grafana-clickhouse-datasource query model the targets follow
+
+# Tables and views panels read; ``qualify`` prefixes them with a database.
+TABLES = (
+    "attendance_marks", "grade_results", "staff_changes", "organizations", "consents",
+    "dead_letters", "events_per_minute", "dead_letters_per_minute", "connector_heartbeats", "school_days",
+)  # fmt: skip
+
+# Freshness per dataset (network status grid). Attendance is expected every period of a
+# school day, so its clock runs only during school hours of school days (the Québec
+# calendar, table school_days); evaluations and staff changes come a few times a week,
+# so theirs counts school days. Outside school hours nothing turns late.
+ATTENDANCE_LIVE_MIN, ATTENDANCE_LATE_MIN = 15, 120  # school minutes since the last record
+GRADES_LIVE_DAYS, GRADES_LATE_DAYS = 10, 20  # school days since the last evaluation
+STAFF_LIVE_DAYS, STAFF_LATE_DAYS = 2, 5  # school days since the last staff change
+SCHOOL_START_H, SCHOOL_END_H = 8, 16  # as connectors/calendar.py SCHOOL_HOURS
 
 
 @dataclass(frozen=True)
 class Panel:
-    """One panel: a title, a chart kind and one query (SQL or PromQL)."""
+    """One panel: a title in each language, a chart kind and one query (SQL or PromQL)."""
 
-    title: str
+    title: tuple[str, str]  # (fr, en)
     kind: str  # table | timeseries | barchart
     query: str
-    columns: tuple[str, ...] = ()  # columns the panel shows (checked against the engine)
-    individuals: tuple[str, ...] = ()  # columns counting people: each is 0 or ≥ the minimum
+    columns: tuple[str, ...] = ()  # columns the panel shows, in order
+    keys: tuple[str, ...] = ()  # columns naming a row: never withheld
+    individuals: tuple[str, ...] = ()  # columns counting people: each is 0, ≥ minimum, or withheld
     groups: tuple[str, ...] = ()  # complementary suppression within these columns
+    coded: tuple[str, ...] = ()  # columns holding codes shown as labels
+    order: str = ""  # ORDER BY over the query's columns (codes)
     x: str = ""  # the report's chart: category or time column …
     y: str = ""  # … and value column
     series: str = ""  # … and the column splitting series, if any
     promql: bool = False
     legend: str = ""
-    chart: str = ""  # the report's chart when not the kind's: "grid" (state per row and column)
+    chart: str = ""  # "grid": one row per organization, state columns coloured
+    units: dict[str, str] = field(default_factory=dict)  # Grafana unit per column
+    thresholds: dict[str, tuple[tuple[float | None, str], ...]] = field(default_factory=dict)
+    empty: tuple[str, str] = ("", "")  # why the panel may be empty (fr, en)
+    worst_low: bool = False  # the report charts the lowest values first (completeness)
 
     @property
     def sql(self) -> str:
-        """The query as Grafana runs it (suppression applied where the panel counts people)."""
-        return self.sql_with(DEFAULT_MINIMUM)
-
-    def sql_with(self, minimum: int) -> str:
-        """The query with another suppression minimum (a setting: some agencies use 10)."""
-        if self.promql or not self.individuals:
+        """The query as Grafana runs it: suppressed, ordered, labelled by ``$lang``; a time
+        series returns only its time, series and value (Grafana would plot every number)."""
+        if self.promql:
             return self.query
-        return suppressed(self.query, self.individuals, self.groups, minimum)
+        shown = tuple(c for c in (self.x, self.series, self.y) if c) if self.kind == "timeseries" else None
+        return wrap(self, DEFAULT_MINIMUM, True, shown)
+
+    def sql_with(self, minimum: int, labels: bool = False) -> str:
+        """The query with a suppression minimum (a setting: some agencies use 10); codes
+        stay codes unless ``labels``."""
+        if self.promql:
+            return self.query
+        return wrap(self, minimum, labels)
 
 
 @dataclass(frozen=True)
 class Dashboard:
     uid: str
-    title: str
-    description: str
+    title: tuple[str, str]
+    description: tuple[str, str]
     panels: tuple[Panel, ...] = field(default_factory=tuple)
     time_from: str = "now-24h"
+    variables: bool = True  # region → CSS → school selectors
 
 
-def suppressed(
-    sql: str, individuals: tuple[str, ...], groups: tuple[str, ...] = (), minimum: int = DEFAULT_MINIMUM
-) -> str:
-    """Wrap a grouped query: withhold every row where a count of people is between 1 and
-    ``minimum`` - 1, and, per group, the smallest remaining row when exactly one was withheld."""
-    small = " OR ".join(f"({c} > 0 AND {c} < {minimum})" for c in individuals)
-    size = individuals[0]
-    over = f"PARTITION BY {', '.join(groups)}" if groups else ""
+def pct(numerator: str, denominator: str, digits: int = 1) -> str:
+    """100 × n / d rounded half up to ``digits`` decimals (non-negative integer counts),
+    NULL when d is 0. Integer arithmetic: no float makes 74.5 come out 74.4999."""
+    scale = 10**digits
     return (
-        "SELECT * EXCEPT (_small, _withheld, _rank) FROM (\n"
-        f"  SELECT *, countIf(_small) OVER ({over}) AS _withheld,\n"
-        f"         row_number() OVER ({over} ORDER BY _small DESC, {size} ASC) AS _rank\n"
-        f"  FROM (SELECT *, ({small}) AS _small FROM (\n{sql}\n  ))\n"
-        ")\nWHERE NOT _small AND NOT (_withheld = 1 AND _rank = 2)"
+        f"if(({denominator}) = 0, NULL, intDiv(toUInt64({numerator}) * {200 * scale} + ({denominator}), "
+        f"2 * toUInt64({denominator})) / {scale})"
+    )
+
+
+def band(alias: str = "g") -> str:
+    """The result band of a row, from its percent rounded half up (74.5 → 75-100)."""
+    p = f"{alias}.result_percent"
+    r = f"floor({p} + 0.5)"
+    return f"multiIf({p} IS NULL, {alias}.result_band, {r} <= 60, '0-60', {r} <= 74, '61-74', '75-100')"
+
+
+def wrap(panel: Panel, minimum: int, labels: bool, columns: tuple[str, ...] | None = None) -> str:
+    """Suppress, order and label a panel's query (see the module docstring); return
+    ``columns`` (default: all the panel's)."""
+    hide = ""
+    windows = ""
+    source = f"(\n{panel.query}\n)"
+    if panel.individuals:
+        small = " OR ".join(f"({c} > 0 AND {c} < {minimum})" for c in panel.individuals)
+        size = panel.individuals[0]
+        over = f"PARTITION BY {', '.join(panel.groups)}" if panel.groups else ""
+        source = f"(SELECT *, ({small}) AS _small FROM {source})"
+        windows = (
+            f",\n    countIf(_small) OVER ({over}) AS _withheld,"
+            f"\n    row_number() OVER ({over} ORDER BY _small DESC, {size} ASC) AS _rank"
+        )
+        hide = "(t._small OR (t._withheld = 1 AND t._rank = 2))"
+    shown = []
+    for column in columns or panel.columns:
+        expression = f"t.{column}"
+        if hide and column not in panel.keys:
+            expression = f"if({hide}, NULL, {expression})"
+        if labels and column in panel.coded:
+            expression = label_sql(expression)
+        shown.append(f"{expression} AS {column}")
+    order = panel.order or ", ".join(panel.keys) or "tuple()"
+    return (
+        f"SELECT {', '.join(shown)}\n"
+        f"FROM (SELECT *{windows},\n    row_number() OVER (ORDER BY {order}) AS _pos\n  FROM {source}) AS t\n"
+        "ORDER BY t._pos"
     )
 
 
 _TIME_FILTER = re.compile(r"\$__timeFilter\(([^)]+)\)")
-_TIME_INTERVAL = re.compile(r"\$__timeInterval\(([^)]+)\)")
+_DATE_FILTER = re.compile(r"\$__dateFilter\(([^)]+)\)")
+_CONDITIONAL_ALL = re.compile(r"\$__conditionalAll\((.+?), ?\$\w+\)")
+_QUALIFY = re.compile(rf"\b(FROM|JOIN)\s+({'|'.join(TABLES)})\b")
 
 
-def expand_macros(sql: str, start: datetime, end: datetime, interval_s: int = 60) -> str:
-    """Expand the Grafana ClickHouse plugin's macros for a time range (UTC)."""
+def expand_macros(
+    sql: str,
+    start: datetime,
+    end: datetime,
+    interval_s: int = 60,
+    lang: Language = "fr",
+    selected: dict[str, list[str]] | None = None,
+) -> str:
+    """Expand the Grafana ClickHouse plugin's macros for a time range (UTC) as the plugin
+    does (pkg/macros/macros.go), with ``$lang`` set and every selector at « All » unless
+    ``selected`` names its values (then ``${name:singlequote}`` is their quoted list)."""
     lo, hi = int(start.timestamp()), int(end.timestamp())
+    chosen = selected or {}
+
+    def condition(match: re.Match[str]) -> str:
+        variable = match[0].rsplit("$", 1)[1].rstrip(")")
+        if variable not in chosen:
+            return "1=1"
+        quoted = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in chosen[variable])
+        return match[1].replace(f"${{{variable}:singlequote}}", quoted)
+
+    sql = _CONDITIONAL_ALL.sub(condition, sql)
     sql = _TIME_FILTER.sub(lambda m: f"{m[1]} >= toDateTime({lo}) AND {m[1]} <= toDateTime({hi})", sql)
-    sql = _TIME_INTERVAL.sub(
-        lambda m: f"toStartOfInterval(toDateTime({m[1]}), INTERVAL {interval_s} second)", sql
+    sql = _DATE_FILTER.sub(
+        lambda m: f"{m[1]} >= toDate('{start:%Y-%m-%d}') AND {m[1]} <= toDate('{end:%Y-%m-%d}')", sql
     )
     return (
         sql.replace("$__fromTime", f"toDateTime({lo})")
         .replace("$__toTime", f"toDateTime({hi})")
         .replace("$__interval_s", str(interval_s))
+        .replace("${lang}", lang)
     )
 
 
-_LATEST_DAY = f"(SELECT max(sheet_date) FROM {DB}.attendance_marks)"
+def qualify(sql: str, database: str) -> str:
+    """Name the database of every table a panel reads (Grafana takes the datasource's)."""
+    return _QUALIFY.sub(lambda m: f"{m[1]} {database}.{m[2]}", sql)
+
+
+def _in(column: str, variable: str) -> str:
+    """A filter on a Grafana multi-value selector; « All » becomes 1=1 (no IN list at all)."""
+    return f"$__conditionalAll({column} IN (${{{variable}:singlequote}}), ${variable})"
+
+
+def _where_org(alias: str = "o", css: str = "") -> str:
+    """Region and CSS selectors on the organizations row ``alias`` (or a fact's css column)."""
+    return f"{_in(f'{alias}.region_name', 'region')} AND {_in(css or f'{alias}.code', 'css')}"
+
+
+_TZ = f"'{TIMEZONE}'"
 _SCHOOL_YEAR_START = (
     "if(toMonth(today()) >= 8, makeDate(toYear(today()), 8, 1), makeDate(toYear(today()) - 1, 8, 1))"
 )
-_ATTENDANCE = f"{DB}.attendance_marks AS a FINAL INNER JOIN {DB}.organizations AS o FINAL ON o.code = a.css"
-_GRADES = f"{DB}.grade_results AS g FINAL INNER JOIN {DB}.organizations AS o FINAL ON o.code = g.css"
-_STAFF = f"{DB}.staff_changes AS s FINAL INNER JOIN {DB}.organizations AS o FINAL ON o.code = s.css"
+# A day missed: absent at half or more of the day's periods (chronic absenteeism, episodes).
+ABSENT_DAY = "avg(a.status = 'absent') >= 0.5"
+_ATTENDANCE = "attendance_marks AS a FINAL INNER JOIN organizations AS o FINAL ON o.code = a.css"
+_GRADES = "grade_results AS g FINAL INNER JOIN organizations AS o FINAL ON o.code = g.css"
+_STAFF = "staff_changes AS s FINAL INNER JOIN organizations AS o FINAL ON o.code = s.css"
+_LATEST_DAY = "(SELECT max(sheet_date) FROM attendance_marks FINAL WHERE $__dateFilter(sheet_date))"
+PERCENT = "percent"
+_RATE_THRESHOLDS: tuple[tuple[float | None, str], ...] = ((None, "green"), (8, "orange"), (12, "red"))
+
+
+def _state(dataset: str, f: str) -> str:
+    """The freshness state of one dataset of organization ``o`` (columns of join ``f``)."""
+    if dataset == "attendance":
+        minutes = f"{f}.school_minutes"
+        timely = f"{minutes} <= {ATTENDANCE_LIVE_MIN}, 'live', {minutes} <= {ATTENDANCE_LATE_MIN}, 'late'"
+    else:
+        live, late = (
+            (GRADES_LIVE_DAYS, GRADES_LATE_DAYS)
+            if dataset == "grades"
+            else (STAFF_LIVE_DAYS, STAFF_LATE_DAYS)
+        )
+        days = f"{f}.school_days"
+        timely = f"{days} <= {live}, 'live', {days} <= {late}, 'late'"
+    return (
+        f"multiIf((o.code, '{dataset}') NOT IN (SELECT css, dataset FROM consents "
+        f"WHERE loaded_at = (SELECT max(loaded_at) FROM consents) AND valid_from <= toDate($__toTime, {_TZ}) "
+        f"AND (valid_to IS NULL OR valid_to >= toDate($__toTime, {_TZ}))), 'no_consent', "
+        f"{f}.css = '', 'silent', {timely}, 'silent')"  # '' : no record at all (LEFT JOIN default)
+    )
+
+
+def _freshness(dataset: str) -> str:
+    """Per CSS, the school minutes (school hours of school days, Québec time) and the school
+    days since its last record of one dataset, up to the range's end."""
+    opens = f"toUnixTimestamp(toDateTime(d, {_TZ})) + {SCHOOL_START_H * 3600}"
+    closes = f"toUnixTimestamp(toDateTime(d, {_TZ})) + {SCHOOL_END_H * 3600}"
+    last, now = "toUnixTimestamp(max(minute))", "toUnixTimestamp($__toTime)"
+    return f"""(WITH (SELECT groupArray(day) FROM school_days
+        WHERE day BETWEEN toDate($__toTime, {_TZ}) - 60 AND toDate($__toTime, {_TZ})) AS _days
+  SELECT css,
+    arraySum(d -> intDiv(greatest(0, least({now}, {closes}) - greatest({last}, {opens})), 60), _days) AS school_minutes,
+    arrayCount(d -> d > toDate(max(minute), {_TZ}), _days) AS school_days
+  FROM events_per_minute WHERE dataset = '{dataset}' AND minute <= $__toTime GROUP BY css)"""
+
 
 NETWORK_STATUS = Dashboard(
     "vigie-network-status",
-    "Vigie — network status",
-    "The 72 organizations: live, late, silent or without consent, per dataset; flow and refusals.",
+    ("Vigie — état du réseau", "Vigie — network status"),
+    (
+        "Les 72 organismes : à jour, en retard, silencieux ou sans consentement, par jeu de données "
+        "(selon les heures de classe et le calendrier scolaire du Québec); flux et rejets.",
+        "The 72 organizations: live, late, silent or without consent, per dataset (by school hours "
+        "and the Québec school calendar); flow and refusals.",
+    ),
     (
         Panel(
-            "Organizations — state per dataset",
+            ("Organismes — état par jeu de données", "Organizations — state per dataset"),
             "table",
-            f"""SELECT o.region_name AS region, o.code AS css, d.dataset AS dataset,
-  multiIf((o.code, d.dataset) NOT IN (
-            SELECT css, dataset FROM {DB}.consents
-            WHERE loaded_at = (SELECT max(loaded_at) FROM {DB}.consents)
-              AND valid_from <= today() AND (valid_to IS NULL OR valid_to >= today())), 'no consent',
-          l.last_minute >= now() - INTERVAL 15 MINUTE, 'live',
-          l.last_minute >= now() - INTERVAL 2 HOUR, 'late', 'silent') AS state,
-  if(l.last_minute = toDateTime(0), NULL, dateDiff('minute', l.last_minute, now())) AS minutes_since_last
-FROM {DB}.organizations AS o FINAL
-CROSS JOIN (SELECT arrayJoin(['attendance', 'grades', 'staff']) AS dataset) AS d
-LEFT JOIN (SELECT css, dataset, max(minute) AS last_minute FROM {DB}.events_per_minute GROUP BY css, dataset) AS l
-  ON l.css = o.code AND l.dataset = d.dataset
-ORDER BY region, css, dataset""",
-            ("region", "css", "dataset", "state", "minutes_since_last"),
-            x="dataset",
-            y="state",
-            series="css",
+            f"""SELECT o.region_name AS region, o.code AS css, o.name AS organization,
+  {_state("attendance", "fa")} AS attendance_state,
+  {_state("grades", "fg")} AS grades_state,
+  {_state("staff", "fs")} AS staff_state
+FROM organizations AS o FINAL
+LEFT JOIN {_freshness("attendance")} AS fa ON fa.css = o.code
+LEFT JOIN {_freshness("grades")} AS fg ON fg.css = o.code
+LEFT JOIN {_freshness("staff")} AS fs ON fs.css = o.code
+WHERE {_where_org()}""",
+            ("region", "css", "organization", "attendance_state", "grades_state", "staff_state"),
+            keys=("region", "css", "organization"),
+            order="region, css",
+            x="css",
+            y="attendance_state",
             chart="grid",
         ),
         Panel(
-            "Events per minute, by dataset",
+            ("Enregistrements par minute, par jeu de données", "Records per minute, by dataset"),
             "timeseries",
-            f"""SELECT minute AS time, dataset, uniqExactMerge(events) AS events
-FROM {DB}.events_per_minute WHERE $__timeFilter(minute)
-GROUP BY time, dataset ORDER BY time""",
+            f"""SELECT toTimeZone(e.minute, {_TZ}) AS time, e.dataset AS dataset, uniqExactMerge(e.events) AS events
+FROM events_per_minute AS e INNER JOIN organizations AS o FINAL ON o.code = e.css
+WHERE $__timeFilter(e.minute) AND {_where_org(css="e.css")}
+GROUP BY time, dataset""",
             ("time", "dataset", "events"),
+            keys=("time", "dataset"),
+            coded=("dataset",),
+            order="time, dataset",
             x="time",
             y="events",
             series="dataset",
+            units={"events": "short"},
         ),
         Panel(
-            "Attendance completeness, latest school day (schools reporting vs. expected)",
+            (
+                "Complétude des présences, dernier jour de classe (écoles ayant transmis / attendues)",
+                "Attendance completeness, latest school day (schools reporting / expected)",
+            ),
             "table",
-            f"""SELECT css, uniqExactIf(school_code, sheet_date = {_LATEST_DAY}) AS schools_reported,
-  uniqExact(school_code) AS schools_expected,
-  round(100 * schools_reported / schools_expected, 1) AS completeness_pct
-FROM {DB}.attendance_marks WHERE sheet_date >= {_LATEST_DAY} - 30
-GROUP BY css ORDER BY completeness_pct, css""",
-            ("css", "schools_reported", "schools_expected", "completeness_pct"),
+            f"""SELECT o.region_name AS region, o.code AS css, c.reported AS schools_reported,
+  c.expected AS schools_expected,
+  if(c.expected = 0, 0, {pct("c.reported", "c.expected")}) AS completeness_pct
+FROM organizations AS o FINAL
+LEFT JOIN (SELECT css, uniqExactIf(school_code, sheet_date = {_LATEST_DAY}) AS reported,
+             uniqExact(school_code) AS expected
+           FROM attendance_marks FINAL
+           WHERE sheet_date >= {_LATEST_DAY} - 30 AND sheet_date <= {_LATEST_DAY}
+           GROUP BY css) AS c ON c.css = o.code
+WHERE {_where_org()}""",
+            ("region", "css", "schools_reported", "schools_expected", "completeness_pct"),
+            keys=("region", "css"),
+            order="completeness_pct, region, css",
             x="css",
             y="completeness_pct",
+            units={"completeness_pct": PERCENT},
+            thresholds={"completeness_pct": ((None, "red"), (80, "orange"), (95, "green"))},
+            worst_low=True,
         ),
         Panel(
-            "Dead letters and unmapped values per CSS",
+            ("Rejets et valeurs non classées par CSS", "Dead letters and unmapped values per CSS"),
             "table",
-            f"""SELECT e.css AS css, e.events AS events, e.unmapped AS unmapped,
-  round(100 * e.unmapped / e.events, 2) AS unmapped_pct, ifNull(d.letters, 0) AS dead_letters
-FROM (SELECT css, uniqExactMerge(events) AS events, uniqExactMerge(unmapped) AS unmapped
-      FROM {DB}.events_per_minute WHERE $__timeFilter(minute) GROUP BY css) AS e
-LEFT JOIN (SELECT css, uniqExactMerge(letters) AS letters
-           FROM {DB}.dead_letters_per_minute WHERE $__timeFilter(minute) GROUP BY css) AS d ON d.css = e.css
-ORDER BY dead_letters DESC, unmapped_pct DESC, css""",
-            ("css", "events", "unmapped", "unmapped_pct", "dead_letters"),
+            f"""SELECT o.region_name AS region, o.code AS css, f.events AS events, f.unmapped AS unmapped,
+  {pct("f.unmapped", "f.events", 2)} AS unmapped_pct, d.letters AS dead_letters
+FROM organizations AS o FINAL
+LEFT JOIN (
+  SELECT css, count() AS events, countIf(unmapped) AS unmapped FROM (
+    -- A motif is expected of absences only: a late arrival or early departure without one
+    -- is complete (streams/mappings/attendance_status.csv: retard, depart_hatif).
+    SELECT css, status = 'absent' AND NOT reason_mapped AS unmapped
+    FROM attendance_marks FINAL WHERE $__timeFilter(detected_at)
+    UNION ALL
+    SELECT css, subject_code = 'inconnu' OR competency_code = 'inconnu'
+    FROM grade_results FINAL WHERE $__timeFilter(detected_at)
+    UNION ALL
+    SELECT css, job_class = 'inconnu' FROM staff_changes FINAL WHERE $__timeFilter(detected_at))
+  GROUP BY css) AS f ON f.css = o.code
+LEFT JOIN (
+  -- Records withheld for lack of consent are not refusals to fix: the status grid shows them.
+  SELECT css, count() AS letters FROM dead_letters FINAL
+  WHERE reason_code != 'no_consent' AND $__timeFilter(failed_at) GROUP BY css) AS d ON d.css = o.code
+WHERE {_where_org()} AND (f.events > 0 OR d.letters > 0)""",
+            ("region", "css", "events", "unmapped", "unmapped_pct", "dead_letters"),
+            keys=("region", "css"),
+            order="dead_letters DESC, unmapped_pct DESC, css",
             x="css",
             y="unmapped_pct",
+            units={"events": "short", "unmapped": "short", "unmapped_pct": PERCENT, "dead_letters": "short"},
+            thresholds={"unmapped_pct": ((None, "green"), (1, "orange"), (5, "red"))},
         ),
     ),
 )
 
+_CHRONIC_DAYS = f"""SELECT css, any(school) AS school_code, student, count() AS days,
+    countIf(absent_day) AS absent_days FROM (
+    SELECT a.css AS css, any(a.school_code) AS school, a.student_pseudonym AS student, a.sheet_date,
+           {ABSENT_DAY} AS absent_day
+    FROM {_ATTENDANCE}
+    WHERE a.sheet_date >= {_SCHOOL_YEAR_START} AND {_where_org(css="a.css")}
+    GROUP BY css, student, a.sheet_date)
+  GROUP BY css, student"""
+
 ATTENDANCE = Dashboard(
     "vigie-attendance",
-    "Vigie — attendance",
-    "Absence rates by region and CSS, motifs d'absence, chronic absenteeism. Cells under 5 students withheld.",
+    ("Vigie — assiduité", "Vigie — attendance"),
+    (
+        "Taux d'absence par région et CSS, motifs d'absence, épisodes et absentéisme chronique. "
+        "« x » : donnée retenue (moins de 5 élèves, ou pour qu'une autre ne puisse être déduite).",
+        "Absence rates by region and CSS, absence reasons, episodes and chronic absenteeism. "
+        "“x”: withheld (under 5 students, or so that another cannot be deduced).",
+    ),
     (
         Panel(
-            "Absence rate, latest school day, by region and CSS",
+            (
+                "Taux d'absence, dernier jour de classe, par région et CSS",
+                "Absence rate, latest school day, by region and CSS",
+            ),
             "table",
             f"""SELECT o.region_name AS region, a.css AS css, uniqExact(a.student_pseudonym) AS students,
-  countIf(a.status = 'absent') AS absent_marks, count() AS marks,
-  round(100 * absent_marks / marks, 1) AS absence_rate_pct
-FROM {_ATTENDANCE} WHERE a.sheet_date = {_LATEST_DAY}
-GROUP BY region, css ORDER BY region, css""",
+  {pct("countIf(a.status = 'absent')", "count()")} AS absence_rate_pct
+FROM {_ATTENDANCE} WHERE a.sheet_date = {_LATEST_DAY} AND {_where_org(css="a.css")}
+  AND {_in("a.school_code", "school")}
+GROUP BY region, css""",
             ("region", "css", "students", "absence_rate_pct"),
+            keys=("region", "css"),
             individuals=("students",),
             groups=("region",),
+            order="region, css",
             x="css",
             y="absence_rate_pct",
+            units={"students": "short", "absence_rate_pct": PERCENT},
+            thresholds={"absence_rate_pct": _RATE_THRESHOLDS},
         ),
         Panel(
-            "Absence rate over time, by region",
+            ("Taux d'absence par jour, par région", "Absence rate per day, by region"),
             "timeseries",
-            f"""SELECT toDateTime(a.sheet_date) AS time, o.region_name AS region,
+            f"""SELECT toDateTime(a.sheet_date, {_TZ}) AS time, o.region_name AS region,
   uniqExact(a.student_pseudonym) AS students,
-  round(100 * countIf(a.status = 'absent') / count(), 1) AS absence_rate_pct
-FROM {_ATTENDANCE} WHERE $__timeFilter(a.sheet_date)
-GROUP BY time, region ORDER BY time, region""",
+  {pct("countIf(a.status = 'absent')", "count()")} AS absence_rate_pct
+FROM {_ATTENDANCE} WHERE $__dateFilter(a.sheet_date) AND {_where_org(css="a.css")}
+  AND {_in("a.school_code", "school")}
+GROUP BY time, region""",
             ("time", "region", "students", "absence_rate_pct"),
+            keys=("time", "region"),
             individuals=("students",),
             groups=("time",),
+            order="time, region",
             x="time",
             y="absence_rate_pct",
             series="region",
+            units={"students": "short", "absence_rate_pct": PERCENT},
         ),
         Panel(
-            "Absent students by motif d'absence and region",
+            ("Élèves absents par motif d'absence et région", "Absent students by absence reason and region"),
             "barchart",
             f"""SELECT o.region_name AS region, ifNull(a.absence_reason, 'inconnu') AS reason,
-  uniqExact(a.student_pseudonym) AS students, count() AS absent_marks
-FROM {_ATTENDANCE} WHERE a.status = 'absent' AND $__timeFilter(a.sheet_date)
-GROUP BY region, reason ORDER BY region, students DESC""",
+  uniqExact(a.student_pseudonym) AS students
+FROM {_ATTENDANCE} WHERE a.status = 'absent' AND $__dateFilter(a.sheet_date)
+  AND {_where_org(css="a.css")} AND {_in("a.school_code", "school")}
+GROUP BY region, reason""",
             ("region", "reason", "students"),
+            keys=("region", "reason"),
             individuals=("students",),
             groups=("region",),
+            coded=("reason",),
+            order="region, students DESC, reason",
             x="reason",
             y="students",
             series="region",
+            units={"students": "short"},
         ),
         Panel(
-            "Chronic absenteeism this school year, by CSS (≥ 10 % of days missed, after 10 days)",
+            (
+                "Épisodes d'absence : nombre, motif et durée (jours de classe consécutifs d'absence "
+                "d'au moins une demi-journée)",
+                "Absence episodes: number, reason and duration (consecutive school days absent at "
+                "least half the day)",
+            ),
+            "barchart",
+            f"""SELECT reason, duration, count() AS episodes, uniqExact(student) AS students FROM (
+  -- An episode's motif: the most frequent motif of its absences (ties: the first code).
+  SELECT student, run, arrayFlatten(groupArray(reasons)) AS all_reasons,
+    if(empty(all_reasons), 'inconnu',
+       arraySort(r -> (-countEqual(all_reasons, r), r), arrayDistinct(all_reasons))[1]) AS reason,
+    count() AS days, multiIf(days = 1, '1j', days <= 3, '2-3j', days <= 5, '4-5j', '6j+') AS duration
+  FROM (
+    -- Consecutive absent days (of the days the student has marks) share a run number.
+    SELECT student, sheet_date, absent_day, reasons,
+      row_number() OVER (PARTITION BY student ORDER BY sheet_date)
+        - row_number() OVER (PARTITION BY student, absent_day ORDER BY sheet_date) AS run
+    FROM (
+      SELECT a.student_pseudonym AS student, a.sheet_date AS sheet_date, {ABSENT_DAY} AS absent_day,
+             groupArrayIf(ifNull(a.absence_reason, 'inconnu'), a.status = 'absent') AS reasons
+      FROM {_ATTENDANCE}
+      WHERE $__dateFilter(a.sheet_date) AND {_where_org(css="a.css")} AND {_in("a.school_code", "school")}
+      GROUP BY student, sheet_date))
+  WHERE absent_day GROUP BY student, run)
+GROUP BY reason, duration""",
+            ("reason", "duration", "episodes", "students"),
+            keys=("reason", "duration"),
+            individuals=("students",),
+            groups=("reason",),
+            coded=("reason", "duration"),
+            order="reason, duration",
+            x="reason",
+            y="episodes",
+            series="duration",
+            units={"episodes": "short", "students": "short"},
+            empty=(
+                "Aucun élève absent au moins une demi-journée dans la période choisie.",
+                "No student absent half a day or more in the chosen range.",
+            ),
+        ),
+        Panel(
+            (
+                "Absentéisme chronique cette année scolaire, par CSS (≥ 10 % des jours manqués, au moins "
+                "une demi-journée, après 10 jours)",
+                "Chronic absenteeism this school year, by CSS (≥ 10% of days missed, half a day or "
+                "more, after 10 days)",
+            ),
             "table",
-            f"""SELECT css, count() AS students, countIf(absent_days >= 0.1 * days) AS chronic_students,
-  round(100 * chronic_students / students, 1) AS chronic_pct
-FROM (
-  SELECT css, student, count() AS days, countIf(absent_day) AS absent_days FROM (
-    SELECT css, student_pseudonym AS student, sheet_date, min(status = 'absent') AS absent_day
-    FROM {DB}.attendance_marks FINAL WHERE sheet_date >= {_SCHOOL_YEAR_START}
-    GROUP BY css, student, sheet_date)
-  GROUP BY css, student HAVING days >= 10)
-GROUP BY css ORDER BY chronic_pct DESC, css""",
-            ("css", "students", "chronic_students", "chronic_pct"),
+            f"""SELECT o.region_name AS region, c.css AS css, count() AS students,
+  countIf(c.absent_days >= 0.1 * c.days) AS chronic_students,
+  {pct("chronic_students", "students")} AS chronic_pct
+FROM ({_CHRONIC_DAYS} HAVING days >= 10) AS c INNER JOIN organizations AS o FINAL ON o.code = c.css
+GROUP BY region, css""",
+            ("region", "css", "students", "chronic_students", "chronic_pct"),
+            keys=("region", "css"),
             individuals=("students", "chronic_students"),
+            groups=("region",),
+            order="chronic_pct DESC, region, css",
             x="css",
             y="chronic_pct",
+            units={"students": "short", "chronic_students": "short", "chronic_pct": PERCENT},
+            thresholds={"chronic_pct": ((None, "green"), (10, "orange"), (20, "red"))},
+            empty=(
+                "L'absentéisme chronique se calcule après au moins 10 jours de classe inscrits "
+                "dans l'année scolaire : aucun élève n'en compte encore assez.",
+                "Chronic absenteeism is computed after at least 10 enrolled school days this "
+                "school year: no student has enough yet.",
+            ),
         ),
     ),
     time_from="now-30d",
 )
 
 
-def _bands_by(title: str, expression: str, alias: str, column: str) -> Panel:
+def _bands_by(title: tuple[str, str], expression: str, alias: str, column: str) -> Panel:
     """Result bands by one student characteristic (rows where the CSS records it)."""
     return Panel(
         title,
         "barchart",
-        f"""SELECT {expression} AS {alias}, g.result_band AS band, uniqExact(g.student_pseudonym) AS students
-FROM {DB}.grade_results AS g FINAL
-WHERE g.result_band IS NOT NULL AND {column} IS NOT NULL AND $__timeFilter(g.evaluation_date)
-GROUP BY {alias}, band ORDER BY {alias}, band""",
+        f"""SELECT {expression} AS {alias}, {band()} AS band, uniqExact(g.student_pseudonym) AS students
+FROM {_GRADES}
+WHERE band IS NOT NULL AND {column} IS NOT NULL AND $__dateFilter(g.evaluation_date)
+  AND {_where_org(css="g.css")} AND {_in("g.school_code", "school")}
+GROUP BY {alias}, band""",
         (alias, "band", "students"),
+        keys=(alias, "band"),
         individuals=("students",),
         groups=(alias,),
+        coded=(alias, "band"),
+        order=f"{alias}, band",
         x="band",
         y="students",
         series=alias,
+        units={"students": "short"},
     )
 
 
+_AT_RISK_SUBJECTS = "('francais', 'english_language_arts', 'mathematique')"  # language of instruction, math
+
 STUDENT_SUCCESS = Dashboard(
     "vigie-student-success",
-    "Vigie — student success",
-    "Result bands (0-60, 61-74, 75-100) by subject, level, competency, sex, plan d'intervention, language group and immigration. Cells under 5 students withheld.",
+    ("Vigie — réussite scolaire", "Vigie — student success"),
+    (
+        "Tranches de résultat (0-60, 61-74, 75-100, arrondi à l'unité supérieure dès ,5) par matière, "
+        "niveau, compétence, sexe, plan d'intervention, groupe linguistique et immigration; élèves à "
+        "risque. « x » : donnée retenue (moins de 5 élèves).",
+        "Result bands (0-60, 61-74, 75-100, .5 rounded up) by subject, level, competency, sex, "
+        "intervention plan, language group and immigration; students at risk. “x”: withheld "
+        "(under 5 students).",
+    ),
     (
         Panel(
-            "Result bands by subject and level",
+            ("Tranches de résultat par matière et niveau", "Result bands by subject and level"),
             "barchart",
-            f"""SELECT g.subject_code AS subject, g.level AS level, g.result_band AS band,
+            f"""SELECT g.subject_code AS subject, g.level AS level, {band()} AS band,
   uniqExact(g.student_pseudonym) AS students
-FROM {DB}.grade_results AS g FINAL
-WHERE g.result_band IS NOT NULL AND $__timeFilter(g.evaluation_date)
-GROUP BY subject, level, band ORDER BY subject, level, band""",
+FROM {_GRADES}
+WHERE band IS NOT NULL AND $__dateFilter(g.evaluation_date) AND {_where_org(css="g.css")}
+  AND {_in("g.school_code", "school")}
+GROUP BY subject, level, band""",
             ("subject", "level", "band", "students"),
+            keys=("subject", "level", "band"),
             individuals=("students",),
             groups=("subject", "level"),
+            coded=("subject", "level", "band"),
+            order="subject, level, band",
             x="subject",
             y="students",
             series="band",
+            units={"students": "short"},
         ),
         Panel(
-            "Result bands by competency",
+            ("Tranches de résultat par compétence", "Result bands by competency"),
             "barchart",
-            f"""SELECT g.competency_code AS competency, g.result_band AS band,
+            f"""SELECT g.competency_code AS competency, {band()} AS band,
   uniqExact(g.student_pseudonym) AS students
-FROM {DB}.grade_results AS g FINAL
-WHERE g.result_band IS NOT NULL AND $__timeFilter(g.evaluation_date)
-GROUP BY competency, band ORDER BY competency, band""",
+FROM {_GRADES}
+WHERE band IS NOT NULL AND $__dateFilter(g.evaluation_date) AND {_where_org(css="g.css")}
+  AND {_in("g.school_code", "school")}
+GROUP BY competency, band""",
             ("competency", "band", "students"),
+            keys=("competency", "band"),
             individuals=("students",),
             groups=("competency",),
+            coded=("competency", "band"),
+            order="competency, band",
             x="competency",
             y="students",
             series="band",
+            units={"students": "short"},
         ),
         Panel(
-            "Result bands by sex and region",
+            ("Tranches de résultat par sexe et région", "Result bands by sex and region"),
             "barchart",
-            f"""SELECT o.region_name AS region, ifNull(g.sex, 'non déclaré') AS sex, g.result_band AS band,
+            f"""SELECT o.region_name AS region, ifNull(g.sex, 'non_declare') AS sex, {band()} AS band,
   uniqExact(g.student_pseudonym) AS students
-FROM {_GRADES} WHERE g.result_band IS NOT NULL AND $__timeFilter(g.evaluation_date)
-GROUP BY region, sex, band ORDER BY region, sex, band""",
+FROM {_GRADES} WHERE band IS NOT NULL AND $__dateFilter(g.evaluation_date)
+  AND {_where_org(css="g.css")} AND {_in("g.school_code", "school")}
+GROUP BY region, sex, band""",
             ("region", "sex", "band", "students"),
+            keys=("region", "sex", "band"),
             individuals=("students",),
             groups=("region", "sex"),
+            coded=("sex", "band"),
+            order="region, sex, band",
             x="band",
             y="students",
             series="sex",
+            units={"students": "short"},
         ),
         _bands_by(
-            "Result bands by plan d'intervention",
-            "if(g.intervention_plan, 'avec PI', 'sans PI')",
+            ("Tranches de résultat selon le plan d'intervention", "Result bands by intervention plan"),
+            "if(g.intervention_plan, 'avec_pi', 'sans_pi')",
             "plan",
             "g.intervention_plan",
         ),
-        _bands_by("Result bands by language group", "g.language_group", "language_group", "g.language_group"),
-        _bands_by("Result bands by immigration generation", "g.immigration", "immigration", "g.immigration"),
+        _bands_by(
+            ("Tranches de résultat par groupe linguistique", "Result bands by language group"),
+            "g.language_group",
+            "language_group",
+            "g.language_group",
+        ),
+        _bands_by(
+            ("Tranches de résultat par génération d'immigration", "Result bands by immigration generation"),
+            "g.immigration",
+            "immigration",
+            "g.immigration",
+        ),
+        Panel(
+            (
+                "Élèves à risque par école et CSS (absentéisme chronique et 0-60 en langue "
+                "d'enseignement ou en mathématique)",
+                "Students at risk by school and CSS (chronically absent and 0-60 in the language "
+                "of instruction or mathematics)",
+            ),
+            "table",
+            f"""SELECT o.region_name AS region, c.css AS css, c.school_code AS school, count() AS students,
+  countIf(c.absent_days >= 0.1 * c.days AND r.student != '') AS at_risk,
+  {pct("at_risk", "students")} AS at_risk_pct
+FROM ({_CHRONIC_DAYS} HAVING days >= 10) AS c
+INNER JOIN organizations AS o FINAL ON o.code = c.css
+LEFT JOIN (
+  -- Each student's latest result this school year in each subject, in the 0-60 band
+  -- (several the same day: the lowest).
+  SELECT DISTINCT css, student FROM (
+    SELECT g.css AS css, g.student_pseudonym AS student, g.subject_code,
+           argMax({band()}, (g.evaluation_date, g.etape, -ifNull(g.result_percent, 0))) AS latest_band
+    FROM grade_results AS g FINAL
+    WHERE g.evaluation_date >= {_SCHOOL_YEAR_START} AND g.subject_code IN {_AT_RISK_SUBJECTS}
+    GROUP BY css, student, g.subject_code)
+  WHERE latest_band = '0-60') AS r ON r.css = c.css AND r.student = c.student
+GROUP BY region, css, school""",
+            ("region", "css", "school", "students", "at_risk", "at_risk_pct"),
+            keys=("region", "css", "school"),
+            individuals=("students", "at_risk"),
+            groups=("css",),
+            order="region, css, school",
+            x="school",
+            y="at_risk_pct",
+            series="css",
+            units={"students": "short", "at_risk": "short", "at_risk_pct": PERCENT},
+            thresholds={"at_risk_pct": ((None, "green"), (5, "orange"), (10, "red"))},
+            empty=(
+                "Le risque se calcule pour les élèves ayant au moins 10 jours de classe inscrits "
+                "cette année scolaire : aucun n'en compte encore assez.",
+                "Risk is computed for students with at least 10 enrolled school days this school "
+                "year: none has enough yet.",
+            ),
+        ),
     ),
     time_from="now-90d",
 )
 
 WORKFORCE = Dashboard(
     "vigie-workforce",
-    "Vigie — workforce",
-    "The weekly shortage report, live: staff absences, open positions, teachers without a legal qualification.",
+    ("Vigie — main-d'œuvre", "Vigie — workforce"),
+    (
+        "Le bulletin hebdomadaire de la pénurie, en continu : absences du personnel par corps d'emploi "
+        "et semaine, postes ouverts, enseignants non légalement qualifiés. « x » : donnée retenue.",
+        "The weekly shortage bulletin, live: staff absences by job class and week, open positions, "
+        "teachers without a legal qualification. “x”: withheld.",
+    ),
     (
         Panel(
-            "Staff absences started, latest day, by job class and region",
+            (
+                "Absences du personnel commencées, par corps d'emploi et semaine ISO",
+                "Staff absences started, by job class and ISO week",
+            ),
             "barchart",
-            f"""SELECT o.region_name AS region, s.job_class AS job_class, uniqExact(s.staff_pseudonym) AS staff
+            f"""SELECT concat(toString(toISOYear(s.effective_date)), '-W',
+  leftPad(toString(toISOWeek(s.effective_date)), 2, '0')) AS week, s.job_class AS job_class,
+  uniqExact(s.staff_pseudonym) AS staff_count
 FROM {_STAFF}
-WHERE s.change_type = 'leave_start' AND s.effective_date = (SELECT max(effective_date) FROM {DB}.staff_changes)
-GROUP BY region, job_class ORDER BY region, staff DESC""",
-            ("region", "job_class", "staff"),
-            individuals=("staff",),
-            groups=("region",),
-            x="job_class",
-            y="staff",
-            series="region",
+WHERE s.change_type = 'leave_start' AND $__dateFilter(s.effective_date) AND {_where_org(css="s.css")}
+GROUP BY week, job_class""",
+            ("week", "job_class", "staff_count"),
+            keys=("week", "job_class"),
+            individuals=("staff_count",),
+            groups=("week",),
+            coded=("job_class",),
+            order="week, job_class",
+            x="week",
+            y="staff_count",
+            series="job_class",
+            units={"staff_count": "short"},
         ),
         Panel(
-            "Unfilled positions by region and CSS",
+            ("Postes ouverts par région et CSS", "Open positions by region and CSS"),
             "table",
             f"""SELECT o.region_name AS region, s.css AS css, count() AS positions_opened
-FROM {_STAFF} WHERE s.change_type = 'position_open' AND $__timeFilter(s.effective_date)
-GROUP BY region, css ORDER BY positions_opened DESC, css""",
+FROM {_STAFF} WHERE s.change_type = 'position_open' AND $__dateFilter(s.effective_date)
+  AND {_where_org(css="s.css")}
+GROUP BY region, css""",
             ("region", "css", "positions_opened"),
+            keys=("region", "css"),
+            order="positions_opened DESC, css",
             x="css",
             y="positions_opened",
+            units={"positions_opened": "short"},
         ),
         Panel(
-            "Teachers without a legal qualification, by region and CSS",
+            (
+                "Enseignants non légalement qualifiés, par région et CSS",
+                "Teachers without a legal qualification, by region and CSS",
+            ),
             "table",
             f"""SELECT o.region_name AS region, s.css AS css,
   uniqExactIf(s.staff_pseudonym, s.legally_qualified = false) AS unqualified_teachers,
   uniqExact(s.staff_pseudonym) AS teachers
 FROM {_STAFF} WHERE s.job_class IN ('enseignant', 'suppleant') AND s.legally_qualified IS NOT NULL
-GROUP BY region, css ORDER BY region, css""",
+  AND {_where_org(css="s.css")}
+GROUP BY region, css""",
             ("region", "css", "unqualified_teachers", "teachers"),
+            keys=("region", "css"),
             individuals=("teachers", "unqualified_teachers"),
             groups=("region",),
+            order="region, css",
             x="css",
             y="unqualified_teachers",
+            units={"unqualified_teachers": "short", "teachers": "short"},
         ),
     ),
     time_from="now-7d",
@@ -369,53 +744,74 @@ GROUP BY region, css ORDER BY region, css""",
 
 PIPELINE = Dashboard(
     "vigie-pipeline",
-    "Vigie — pipeline",
-    "For on-call engineers: throughput, lag, refusals, freshness, connector outboxes (Prometheus).",
+    ("Vigie — pipeline", "Vigie — pipeline"),
+    (
+        "Pour l'équipe de garde : débit, retard de consommation, rejets, fraîcheur, files des connecteurs (Prometheus).",
+        "For on-call engineers: throughput, lag, refusals, freshness, connector outboxes (Prometheus).",
+    ),
     (
         Panel(
-            "Records curated per second, by dataset",
+            (
+                "Enregistrements traités par seconde, par jeu de données",
+                "Records curated per second, by dataset",
+            ),
             "timeseries",
-            'sum by (dataset) (rate(vigie_stream_records_total{outcome="curated"}[5m]))',
+            'sum by (dataset) (rate(vigie_stream_records_total{outcome="curated"}[$__rate_interval]))',
             promql=True,
             legend="{{dataset}}",
+            units={"": "rps"},
         ),
         Panel(
-            "Consumer lag (messages), by topic group",
+            (
+                "Retard de consommation (messages), par groupe de sujets",
+                "Consumer lag (messages), by topic group",
+            ),
             "timeseries",
             "sum by (topic_group) (vigie_consumer_lag_messages)",
             promql=True,
             legend="{{topic_group}}",
+            units={"": "short"},
         ),
         Panel(
-            "Dead letters per second, by reason",
+            (
+                "Rejets par seconde, par motif (hors absence de consentement)",
+                "Dead letters per second, by reason (consent withholdings excluded)",
+            ),
             "timeseries",
-            "sum by (reason_code) (rate(vigie_dead_letters_total[5m]))",
+            'sum by (reason_code) (rate(vigie_dead_letters_total{reason_code!="no_consent"}[$__rate_interval]))',
             promql=True,
             legend="{{reason_code}}",
+            units={"": "rps"},
         ),
         Panel(
-            "Record → warehouse latency, p99 (s)",
+            ("Délai enregistrement → entrepôt, p99", "Record → warehouse latency, p99"),
             "timeseries",
-            "histogram_quantile(0.99, sum by (le) (rate(vigie_record_to_warehouse_seconds_bucket[5m])))",
+            "histogram_quantile(0.99, sum by (le) (rate(vigie_record_to_warehouse_seconds_bucket[$__rate_interval])))",
             promql=True,
             legend="p99",
+            units={"": "s"},
+            thresholds={"": ((None, "green"), (2, "red"))},
         ),
         Panel(
-            "Connector outbox depth, by CSS",
+            ("File d'attente des connecteurs, par CSS", "Connector outbox depth, by CSS"),
             "timeseries",
             "max by (css) (vigie_connector_outbox_depth)",
             promql=True,
             legend="{{css}}",
+            units={"": "short"},
+            thresholds={"": ((None, "green"), (500, "orange"))},
         ),
         Panel(
-            "Warehouse insert failures per second",
+            ("Échecs d'insertion dans l'entrepôt par seconde", "Warehouse insert failures per second"),
             "timeseries",
-            "sum by (table) (rate(vigie_sink_insert_failures_total[5m]))",
+            "sum by (table) (rate(vigie_sink_insert_failures_total[$__rate_interval]))",
             promql=True,
             legend="{{table}}",
+            units={"": "rps"},
         ),
     ),
     time_from="now-6h",
+    variables=False,
 )
 
 DASHBOARDS: tuple[Dashboard, ...] = (NETWORK_STATUS, ATTENDANCE, STUDENT_SUCCESS, WORKFORCE, PIPELINE)

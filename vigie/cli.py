@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from pydantic import ValidationError
@@ -150,13 +150,17 @@ def report(
     data: Annotated[
         Path | None, typer.Option("--data", help="Also write every panel's rows as JSON here.")
     ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="fr (default, or VIGIE_LANGUAGE) or en, for the English boards."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Write the dashboards as one static HTML page with charts, for people without Grafana.
 
     The same panels and SQL as the Grafana dashboards (ClickHouse ones; the pipeline's
-    Prometheus panels stay in Grafana), with the same small-cell suppression. Reads the
-    running worker, VIGIE_WAREHOUSE_URL, or the data directory.
+    Prometheus panels stay in Grafana), with the same small-cell suppression, in French
+    (or English). Reads the running worker, VIGIE_WAREHOUSE_URL, or the data directory.
     """
     from datetime import UTC, datetime, timedelta
 
@@ -168,6 +172,10 @@ def report(
     settings = _settings(data_dir)
     if out.suffix.lower() not in (".html", ".htm"):
         raise _fail(f"--out should name an .html file, got {out}", 2)
+    language = lang or settings.language
+    if language not in ("fr", "en"):
+        raise _fail(f"--lang should be fr or en, got {language!r}", 2)
+    page_lang: Literal["fr", "en"] = "en" if language == "en" else "fr"
     end = datetime.now(UTC)
     start = end - timedelta(days=days)
     try:
@@ -176,7 +184,8 @@ def report(
         raise _fail(str(exc)) from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render_html(results, start, end, settings.suppression_minimum), encoding="utf-8")
+        page = render_html(results, start, end, settings.suppression_minimum, page_lang)
+        out.write_text(page, encoding="utf-8")
         if data is not None:
             data.write_text(json.dumps(results_to_json(results), indent=1, default=str), encoding="utf-8")
     except OSError as exc:

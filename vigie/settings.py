@@ -7,6 +7,7 @@ Every field can be overridden by an environment variable ``VIGIE_<FIELD>``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
         None,
         description="Password of `vigie warehouse serve` (user 'default'); unset = generated once "
         "into <data-dir>/secrets/warehouse.password (0600). Required to listen beyond 127.0.0.1.",
+    )
+    language: Literal["fr", "en"] = Field(
+        "fr", description="Language of `vigie report` (French by default; 'en' for the English boards)."
     )
     suppression_minimum: int = Field(
         5, ge=1, description="Smallest count of individuals an aggregate may show (some agencies use 10)."
