@@ -530,6 +530,44 @@ def worker(data_dir: DataDir = None) -> None:
     run_worker(settings)
 
 
+deploy_app = typer.Typer(
+    help="Production stack (docker-compose): credentials and access rules.", no_args_is_help=True
+)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("render")
+def deploy_render(
+    out: Annotated[
+        Path, typer.Option(help="Directory of the generated secrets (outside git).")
+    ] = Path("secrets"),
+    env_file: Annotated[
+        Path | None, typer.Option(help="The .env docker-compose reads (written 0600); '' to skip.")
+    ] = Path(".env"),
+    external_host: Annotated[
+        str, typer.Option(help="Host name the CSS connectors reach Kafka and the registry at.")
+    ] = "vigie.example.qc.ca",
+    organizations: Annotated[
+        Path | None, typer.Option(help="Organization list (default: the reference list).")
+    ] = None,
+) -> None:
+    """Écrit les identifiants par CSS (SCRAM), le script d'ACL Kafka, les utilisateurs ClickHouse,
+    l'authentification Karapace, la clé de pseudonymisation et le .env du stack docker-compose.
+
+    Les mots de passe existants sont conservés: relancez-la après l'ajout d'un CSS.
+    """
+    from vigie.deploy.render import RenderError, render
+
+    settings = _settings(None)
+    try:
+        done = render(organizations or settings.organizations_file, out,
+                      env_file if env_file and str(env_file) else None, external_host)  # fmt: skip
+    except (RenderError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{len(done.principals)} comptes Kafka et leurs ACL écrits dans {done.out}"
+                  + (f"; {done.env_file} écrit (0600)" if done.env_file else ""))  # fmt: skip
+
+
 def main() -> None:
     app()
 
