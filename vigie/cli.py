@@ -527,7 +527,12 @@ def worker(data_dir: DataDir = None) -> None:
     if not settings.broker_url or not settings.registry_url:
         raise _fail("the worker needs VIGIE_BROKER_URL and VIGIE_REGISTRY_URL (or use `vigie up`)", 2)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run_worker(settings)
+    from vigie.runtime.worker import WorkerStartupError
+
+    try:
+        run_worker(settings)
+    except WorkerStartupError as exc:
+        raise _fail(f"le worker ne peut pas démarrer: {exc}") from None
 
 
 deploy_app = typer.Typer(
@@ -538,9 +543,9 @@ app.add_typer(deploy_app, name="deploy")
 
 @deploy_app.command("render")
 def deploy_render(
-    out: Annotated[
-        Path, typer.Option(help="Directory of the generated secrets (outside git).")
-    ] = Path("secrets"),
+    out: Annotated[Path, typer.Option(help="Directory of the generated secrets (outside git).")] = Path(
+        "secrets"
+    ),
     env_file: Annotated[
         Path | None, typer.Option(help="The .env docker-compose reads (written 0600); '' to skip.")
     ] = Path(".env"),
