@@ -423,7 +423,9 @@ def connector_run(
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(metrics_port)
+            from schemas.metrics import CONNECTOR_REGISTRY
+
+            start_http_server(metrics_port, registry=CONNECTOR_REGISTRY)  # not the worker's metrics
         except OSError as exc:
             raise _fail(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     err.print(f"connector {cfg.name} for {cfg.css}: {len(cfg.sources)} source(s), outbox {cfg.outbox}")

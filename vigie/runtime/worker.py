@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.calendar import in_school_hours
 from dashboards.report import results_to_json, run_panels
@@ -120,7 +119,9 @@ def build_app(settings: Settings) -> WorkerParts:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, _request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        body, content_type = metrics.exposition()
+        # As a header: aiohttp's content_type argument refuses parameters (version, charset).
+        return web.bytes(body, headers={"Content-Type": content_type})
 
     return WorkerParts(app, warehouse, pool)
 
