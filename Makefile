@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed
 # The stages, in the order data flows through them, then the composition root.
 PACKAGES := schemas connectors streams sinks dashboards vigie
 
-# Debian packages the tests drive for real: Prometheus and promtool (alert rules),
+# Debian packages the tests drive for real: Prometheus and promtool (alert rules), amtool
+# (the Alertmanager config),
 # Chromium (the HTML report, headless), docker-compose (validates the stack file) and
 # shellcheck (the scripts the stack runs).
-DEBIAN_TOOLS := prometheus chromium docker-compose shellcheck
+DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium docker-compose shellcheck
 TOOLS_STAMP  := $(VENV)/.tools
 
 .PHONY: demo test test-fast lint up clean tools
