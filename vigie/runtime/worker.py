@@ -16,7 +16,7 @@ from connectors.calendar import in_school_hours
 from dashboards.report import results_to_json, run_panels
 from dashboards.status import network_status, status_to_json
 from schemas import metrics
-from schemas.contracts import all_topics
+from schemas.contracts import DEAD_LETTER_CONTRACT, Dataset, all_topics, curated_contract, load_contract
 from schemas.organizations import load_organizations
 from sinks.agents import register_sink_agents
 from sinks.migrate import migrate_up
@@ -47,6 +47,10 @@ def build_app(settings: Settings) -> WorkerParts:
     stage = Stage.from_settings(settings)
     consent = stage.consent
     codec = stage.codec
+    # The stage encodes in its own processes: register the outputs' contracts here too, so the
+    # sinks decode them from memory and never wait on the registry inside the event loop.
+    for contract in (*(curated_contract(ds) for ds in Dataset), load_contract(DEAD_LETTER_CONTRACT)):
+        codec.schema_id(contract)
     processes = settings.stream_processes if settings.stream_processes >= 0 else (os.cpu_count() or 1)
     pool = StagePool(settings, processes, stage)
     warehouse = open_warehouse(settings.warehouse_url, settings.warehouse_path, settings.warehouse_database)
