@@ -231,3 +231,26 @@ def test_acl_script_passes_shellcheck_and_runs(rendered: Path, tmp_path: Path) -
     calls = record.read_text().splitlines()
     assert len(calls) == len(_parse_acls(script))
     assert all(c.startswith("--bootstrap-server 127.0.0.1:9095 --add --allow-principal User:") for c in calls)
+
+
+def test_the_documented_command_writes_env_and_key(tmp_path: Path) -> None:
+    """`vigie deploy render` as a user runs it: .env and the key with private modes, no traceback on
+    bad input."""
+    import sys
+
+    env = {**os.environ, "COLUMNS": "300"}
+    cmd = [sys.executable, "-m", "vigie.cli", "deploy", "render"]
+    done = subprocess.run([*cmd, "--out", str(tmp_path / "secrets"), "--env-file", str(tmp_path / ".env")],
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
+    key = (tmp_path / "secrets" / "pseudonym.key").read_text().strip()
+    assert len(bytes.fromhex(key)) == 32
+    assert (
+        f"VIGIE_PSEUDONYM_KEY_FILE={tmp_path / 'secrets' / 'pseudonym.key'}"
+        in (tmp_path / ".env").read_text()
+    )
+    bad = subprocess.run([*cmd, "--out", str(tmp_path / "x"), "--organizations", str(tmp_path / "none.csv")],
+                         capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert len([line for line in bad.stderr.splitlines() if line.strip()]) == 1

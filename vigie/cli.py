@@ -548,9 +548,10 @@ def deploy_render(
     out: Annotated[Path, typer.Option(help="Directory of the generated secrets (outside git).")] = Path(
         "secrets"
     ),
-    env_file: Annotated[
-        Path | None, typer.Option(help="The .env docker-compose reads (written 0600); '' to skip.")
-    ] = Path(".env"),
+    env_file: Annotated[Path, typer.Option(help="The .env docker-compose reads (written 0600).")] = Path(
+        ".env"
+    ),
+    write_env: Annotated[bool, typer.Option("--env/--no-env", help="Write the .env file.")] = True,
     external_host: Annotated[
         str, typer.Option(help="Host name the CSS connectors reach Kafka and the registry at.")
     ] = "vigie.example.qc.ca",
@@ -568,7 +569,7 @@ def deploy_render(
     settings = _settings(None)
     try:
         done = render(organizations or settings.organizations_file, out,
-                      env_file if env_file and str(env_file) else None, external_host)  # fmt: skip
+                      env_file if write_env else None, external_host)  # fmt: skip
     except (RenderError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"{len(done.principals)} comptes Kafka et leurs ACL écrits dans {done.out}"
