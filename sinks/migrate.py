@@ -76,6 +76,83 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 LOCK_TABLE = "schema_migrations_lock"
+LOCAL_SUFFIX = "_local"
+_CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)\s*\(", re.S)
+_ENGINE = re.compile(r"\)\s*ENGINE\s*=\s*(\w*MergeTree)\b(\s*\()?", re.S)
+_ORDER_BY = re.compile(r"\bORDER BY\s+(\([^)]*\)|[\w.]+)", re.S)
+_TABLE_REF = re.compile(r"\{db\}\.(\w+)")
+
+
+def _balanced(text: str, start: int) -> int:
+    """Index just after the parenthesis closing the one opened at ``start``."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return i + 1
+    raise MigrationError("unbalanced parentheses in a migration statement")
+
+
+def replicated_tables(migrations: list[Migration]) -> set[str]:
+    """The tables created with a MergeTree-family engine: on a cluster each becomes a
+    Replicated* table ``<name>_local`` on every node, under a Distributed table ``<name>``."""
+    return {m[1] for mig in migrations for s in mig.up
+            if (m := _CREATE_TABLE.match(s)) and _ENGINE.search(s)}  # fmt: skip
+
+
+def for_cluster(statement: str, cluster: str, replicated: set[str]) -> list[str]:
+    """One migration statement rewritten for a ClickHouse cluster (``ON CLUSTER``).
+
+    Writers and readers keep the table names they use on one server: those are Distributed
+    tables, sharded by a hash of the sorting key (so ReplacingMergeTree/SummingMergeTree rows of
+    one key meet on one shard), over ``<name>_local`` Replicated* tables. Materialized views run
+    on each node, from and into the local tables."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
+        raise MigrationError(f"cluster name {cluster!r} is not an identifier")
+    on = f"ON CLUSTER {cluster}"
+    s = " ".join(statement.split())
+    if m := _CREATE_TABLE.match(s):
+        table, engine = m[1], _ENGINE.search(s)
+        head = f"CREATE TABLE IF NOT EXISTS {{db}}.{table}"
+        if engine is None:
+            return [s.replace(head, f"{head} {on}", 1)]
+        if engine[2]:  # engine arguments, e.g. ReplacingMergeTree(row_version, is_deleted)
+            args_start = engine.end() - 1
+            args_end = _balanced(s, args_start)
+            args = s[args_start + 1 : args_end - 1].strip()
+        else:
+            args_end, args = engine.end(), ""
+        path = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
+        replicated_engine = f"Replicated{engine[1]}({path}{', ' + args if args else ''})"
+        columns = s[m.end() - 1 : engine.start() + 1]
+        local_name = f"{table}{LOCAL_SUFFIX}"
+        local = (f"CREATE TABLE IF NOT EXISTS {{db}}.{local_name} {on} {columns}"
+                 f" ENGINE = {replicated_engine}{s[args_end:]}")  # fmt: skip
+        order = _ORDER_BY.search(s, args_end)
+        key = order[1].strip("()") if order else "rand()"
+        sharding = f"Distributed({cluster}, '{{db}}', '{local_name}', cityHash64({key}))"
+        distributed = f"CREATE TABLE IF NOT EXISTS {{db}}.{table} {on} AS {{db}}.{local_name} ENGINE = "
+        distributed += sharding
+        return [local, distributed]
+    if m := re.match(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{db\}\.(\w+) TO ", s):
+        name_end = m.start() + len(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.{m[1]}")
+        rest = _TABLE_REF.sub(lambda r: f"{{db}}.{r[1]}{LOCAL_SUFFIX}" if r[1] in replicated else r[0],
+                              s[name_end:])  # fmt: skip
+        return [s[:name_end] + f" {on}" + rest]
+    if m := re.match(r"^(CREATE VIEW IF NOT EXISTS|DROP VIEW IF EXISTS) \{db\}\.(\w+)", s):
+        return [s[: m.end()] + f" {on}" + s[m.end() :]]
+    if m := re.match(r"^DROP TABLE IF EXISTS \{db\}\.(\w+)$", s):
+        names = [m[1], f"{m[1]}{LOCAL_SUFFIX}"] if m[1] in replicated else [m[1]]
+        return [f"DROP TABLE IF EXISTS {{db}}.{n} {on} SYNC" for n in names]
+    if m := re.match(r"^ALTER TABLE \{db\}\.(\w+) (.*)$", s):
+        table, action = m[1], m[2]
+        if table not in replicated:
+            return [f"ALTER TABLE {{db}}.{table} {on} {action}"]
+        local = f"ALTER TABLE {{db}}.{table}{LOCAL_SUFFIX} {on} {action}"
+        if re.match(r"(MODIFY|REMOVE) TTL\b", action):
+            return [local]  # data lives in the local tables only
+        return [local, f"ALTER TABLE {{db}}.{table} {on} {action}"]  # columns: both, local first
+    raise MigrationError(f"no cluster form for the statement: {s[:80]}")
 
 
 def _ensure_ledger(wh: Warehouse) -> None:
@@ -147,10 +224,20 @@ def _check_unedited(ledger: dict[int, str], migrations: list[Migration]) -> None
             )
 
 
-def migrate_up(wh: Warehouse, migrations: list[Migration] | None = None) -> list[Migration]:
+def _statements(statements: tuple[str, ...], cluster: str, replicated: set[str]) -> list[str]:
+    if not cluster:
+        return list(statements)
+    return [out for s in statements for out in for_cluster(s, cluster, replicated)]
+
+
+def migrate_up(
+    wh: Warehouse, migrations: list[Migration] | None = None, cluster: str = ""
+) -> list[Migration]:
     """Apply every migration not yet applied, under the lock; return those applied now.
-    Refuses to run when an applied migration's file was edited since."""
+    Refuses to run when an applied migration's file was edited since. With ``cluster``, the
+    statements are the cluster forms (``for_cluster``); the ledger stays on the node migrated."""
     todo = migrations if migrations is not None else load_migrations()
+    replicated = replicated_tables(todo)
     with migration_lock(wh):
         ledger = _ledger(wh)
         _check_unedited(ledger, todo)
@@ -160,7 +247,7 @@ def migrate_up(wh: Warehouse, migrations: list[Migration] | None = None) -> list
                 if not ledger[m.version]:
                     _record(wh, m, True)  # applied before checksums: record the file as it is now
                 continue
-            for statement in m.up:
+            for statement in _statements(m.up, cluster, replicated):
                 try:
                     wh.command(statement.replace("{db}", wh.database))
                 except Exception as exc:
@@ -171,10 +258,11 @@ def migrate_up(wh: Warehouse, migrations: list[Migration] | None = None) -> list
 
 
 def migrate_down(
-    wh: Warehouse, to_version: int, migrations: list[Migration] | None = None
+    wh: Warehouse, to_version: int, migrations: list[Migration] | None = None, cluster: str = ""
 ) -> list[Migration]:
     """Undo applied migrations newer than ``to_version``, newest first, under the lock."""
     todo = migrations if migrations is not None else load_migrations()
+    replicated = replicated_tables(todo)
     with migration_lock(wh):
         ledger = _ledger(wh)
         _check_unedited(ledger, todo)
@@ -182,7 +270,7 @@ def migrate_down(
         for m in reversed(todo):
             if m.version <= to_version or m.version not in ledger:
                 continue
-            for statement in m.down:
+            for statement in _statements(m.down, cluster, replicated):
                 try:
                     wh.command(statement.replace("{db}", wh.database))
                 except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import threading
 import uuid
@@ -16,9 +17,11 @@ from sinks.migrate import (
     MIGRATIONS_DIR,
     MigrationError,
     applied_versions,
+    for_cluster,
     load_migrations,
     migrate_up,
     migration_lock,
+    replicated_tables,
 )
 from sinks.warehouse import ClickHouseWarehouse
 from tests.embedded import WarehouseProcess
@@ -137,3 +140,39 @@ def test_concurrent_runners_apply_each_migration_once(warehouse_process: Warehou
     assert all(isinstance(r, list) for r in results.values()), results
     applied = [v for r in results.values() if isinstance(r, list) for v in r]
     assert sorted(applied) == [m.version for m in load_migrations()]  # each exactly once
+
+
+def _parses(wh, statement: str) -> str:
+    """The engine's own parser (chDB has no cluster to run ON CLUSTER against)."""
+    escaped = statement.replace("\\", "\\\\").replace("'", "\\'")
+    return wh.query(f"SELECT formatQuery('{escaped}') AS q")[0]["q"]
+
+
+def test_the_cluster_form_of_every_migration_parses_and_replicates(warehouse) -> None:
+    """VIGIE_WAREHOUSE_CLUSTER: ON CLUSTER everywhere, Replicated* engines for the data, a
+    Distributed table under each name the code uses, materialized views local to each node."""
+    migrations = load_migrations()
+    replicated = replicated_tables(migrations)
+    assert {"attendance_marks", "grade_results", "staff_changes", "events_per_minute"} <= replicated
+    created: dict[str, str] = {}
+    for m in migrations:
+        for statement in (*m.up, *m.down):
+            for out in for_cluster(statement, "vigie_cluster", replicated):
+                sql = out.replace("{db}", "vigie")
+                formatted = _parses(warehouse, sql)
+                assert "ON CLUSTER vigie_cluster" in formatted, sql[:120]
+                if (name := re.match(r"CREATE TABLE IF NOT EXISTS vigie\.(\w+)", sql)) is not None:
+                    created[name[1]] = sql
+                if sql.startswith("CREATE MATERIALIZED VIEW"):
+                    target, source = re.search(r" TO vigie\.(\w+) AS .* FROM vigie\.(\w+)", sql).groups()
+                    assert target.endswith("_local") and source.endswith("_local"), sql[:120]
+    for table in replicated:
+        assert re.search(
+            r"ENGINE = Replicated\w*MergeTree\('/clickhouse/tables/\{shard\}/", created[f"{table}_local"]
+        )
+        assert f"ENGINE = Distributed(vigie_cluster, 'vigie', '{table}_local', cityHash64(" in created[table]
+    # Facts of one record meet on one shard (the sorting key is the sharding key), so
+    # ReplacingMergeTree still replaces a re-harmonized row.
+    assert "cityHash64(css, sheet_date, record_key)" in created["attendance_marks"]
+    with pytest.raises(MigrationError, match="not an identifier"):
+        for_cluster(migrations[0].up[0], "x; DROP TABLE y", replicated)

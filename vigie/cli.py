@@ -232,7 +232,9 @@ def migrate(
         except (ValueError, WarehouseUnavailable) as exc:
             raise _fail(f"cannot reach the warehouse {redact_url(server)}: {exc}") from None
         try:
-            done = migrate_up(warehouse) if down_to is None else migrate_down(warehouse, down_to)
+            cluster = settings.warehouse_cluster
+            done = (migrate_up(warehouse, cluster=cluster) if down_to is None
+                    else migrate_down(warehouse, down_to, cluster=cluster))  # fmt: skip
             granted = 0
             if access:
                 granted = apply_access(warehouse, list(load_organizations(settings.organizations_file)))

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     broker_sasl_username: str = ""
     broker_sasl_password: SecretStr | None = Field(None, description="Never logged; from the environment.")
     broker_ssl_ca_file: Path | None = Field(None, description="CA of the broker's certificate (SASL_SSL).")
+    warehouse_cluster: str = Field(
+        "",
+        description="ClickHouse cluster name: migrations run ON CLUSTER, Replicated* tables under "
+        "Distributed ones (empty = one server, or the embedded engine).",
+    )
 
     @property
     def warehouse_path(self) -> Path:

@@ -54,7 +54,7 @@ def build_app(settings: Settings) -> WorkerParts:
     processes = settings.stream_processes if settings.stream_processes >= 0 else (os.cpu_count() or 1)
     pool = StagePool(settings, processes, stage)
     warehouse = open_warehouse(settings.warehouse_url, settings.warehouse_path, settings.warehouse_database)
-    applied = migrate_up(warehouse)
+    applied = migrate_up(warehouse, cluster=settings.warehouse_cluster)
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
     warehouse.insert_frame("organizations", organizations_frame(organizations.values(), datetime.now(UTC)))
