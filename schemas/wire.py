@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import fastavro
+import httpx
 
 with warnings.catch_warnings():
     # The registry client imports authlib, which warns about its own httpx integration
@@ -39,12 +40,20 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
+_DEFINITE_STATUSES = (400, 404, 409, 422)
+
+
 def registry_unavailable(exc: BaseException) -> bool:
-    """True when a registry call failed because the registry is down or overloaded (retry),
-    False when the registry answered a definite no (404 unknown id, 409, 422: never retried)."""
+    """True when a registry call failed because the registry is down, overloaded or refuses our
+    credentials (wait and retry: the data is fine), False when the registry itself gave a definite
+    answer about the schema (unknown id, incompatible, invalid: never retried)."""
     if isinstance(exc, SchemaRegistryError):
-        return exc.http_status_code >= 500 or exc.http_status_code in (-1, 408, 429)
-    return True  # connection refused, reset, timed out, DNS: the registry did not answer
+        # A registry's own answer carries its error code; a bare 404 from a proxy or a wrong URL
+        # (code -1) is not a verdict on the data. 401/403 is configuration: wait for the fix.
+        answered = exc.error_code != SchemaRegistryError.UNKNOWN
+        return not (answered and exc.http_status_code in _DEFINITE_STATUSES)
+    # Connection refused, reset, timed out, DNS: the registry did not answer.
+    return isinstance(exc, httpx.TransportError | OSError | TimeoutError)
 
 
 class WireFormatError(ValueError):

@@ -220,3 +220,23 @@ def test_unknown_schema_id_is_still_dead_lettered(reg: RegistryServer, stage_con
     msg = RawMessage("raw.laval.attendance", 0, 1, b"\x00\x00\x00\x30\x39" + b"\x02abc")
     out = curate_messages([msg], stage_context, AvroCodec.from_url(reg.url), "mtest")
     assert len(out.dead_letters) == 1
+
+
+@pytest.mark.parametrize(
+    ("exc", "wait"),
+    [
+        (SchemaRegistryError(404, 40403, "Schema not found"), False),
+        (SchemaRegistryError(409, 409, "incompatible"), False),
+        (SchemaRegistryError(422, 42201, "Invalid schema"), False),
+        (SchemaRegistryError(404, -1, "b''"), True),  # a proxy's 404, not the registry's verdict
+        (SchemaRegistryError(401, 40101, "Unauthorized"), True),  # credentials: fix, then it flows
+        (SchemaRegistryError(503, 50003, "Error while forwarding"), True),
+        (httpx.ConnectError("refused"), True),
+        (TimeoutError(), True),
+        (ValueError("a bug"), False),  # never an endless retry on our own mistake
+    ],
+)
+def test_what_counts_as_the_registry_being_unavailable(exc: Exception, wait: bool) -> None:
+    from schemas.wire import registry_unavailable
+
+    assert registry_unavailable(exc) is wait
