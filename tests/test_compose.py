@@ -128,6 +128,9 @@ def test_kafka_is_sasl_everywhere_but_loopback_and_denies_by_default(stack) -> N
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
     assert env["CLUSTER_ID"] == stack["env"]["VIGIE_KAFKA_CLUSTER_ID"]
+    # apache/kafka's configure script: CLUSTER_ID in KRaft, KAFKA_OPTS with a SASL listener.
+    assert "java.security.auth.login.config=/etc/vigie/kafka_jaas.conf" in env["KAFKA_OPTS"]
+    assert "ScramLoginModule required" in (DEPLOY / "kafka" / "kafka_jaas.conf").read_text()
     tls = stack["base"] / "secrets" / "tls"
     for key in ("KAFKA_SSL_KEYSTORE_FILENAME", "KAFKA_SSL_KEYSTORE_CREDENTIALS", "KAFKA_SSL_KEY_CREDENTIALS"):
         assert (tls / env[key]).exists(), key  # the files the image's configure script requires
