@@ -7,9 +7,11 @@ STAMP  := $(VENV)/.installed
 # The stages, in the order data flows through them, then the composition root.
 PACKAGES := schemas connectors streams sinks dashboards vigie
 
-# Debian packages the tests drive for real: Prometheus and promtool (alert rules),
-# Chromium (the HTML report, headless) and docker-compose (validates the stack file).
-DEBIAN_TOOLS := prometheus chromium docker-compose
+# Debian packages the tests drive for real: Prometheus and promtool (alert rules), amtool
+# (the Alertmanager config),
+# Chromium (the HTML report, headless), docker-compose (validates the stack file) and
+# shellcheck (the scripts the stack runs).
+DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium docker-compose shellcheck
 TOOLS_STAMP  := $(VENV)/.tools
 
 .PHONY: demo test test-fast lint up clean tools
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,mssql]'
 	touch $(STAMP)
 
 $(TOOLS_STAMP): Makefile

@@ -1,12 +1,25 @@
 """Every Prometheus metric Vigie exports, in one place.
 
 Dashboards and alert rules are checked against these names. Labels stay bounded:
-stage, dataset, outcome, reason codes and the 72 organization codes.
+stage, dataset, outcome, reason codes and the 72 organization codes. Names follow
+Prometheus's conventions (``promtool check metrics`` passes): base units, ``_total``
+counters. The worker exposes the default registry; a connector exposes only
+``CONNECTOR_REGISTRY`` (its own metrics), never the worker's.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import REGISTRY
 
 STREAM_RECORDS = Counter(
     "vigie_stream_records_total",
@@ -65,9 +78,24 @@ CONSUMER_LAG = Gauge(
     ["topic_group"],
 )
 SCHOOL_HOURS = Gauge(
-    "vigie_school_hours",
+    # Not "_hours": promtool reads a trailing unit and wants seconds; this is a 0/1 state.
+    "vigie_school_in_session",
     "1 during school hours (8:00-16:00 America/Toronto) of a Québec school day, else 0.",
 )
 CONNECTOR_EVENTS_SENT = Counter(
     "vigie_connector_records_sent_total", "Records a connector had acknowledged.", ["dataset"]
 )
+
+
+# What a connector process exposes: its own metrics and process facts, nothing of the worker.
+CONNECTOR_REGISTRY = CollectorRegistry()
+for _metric in (CONNECTOR_OUTBOX_DEPTH, CONNECTOR_LAST_SEND, CONNECTOR_EVENTS_SENT):
+    CONNECTOR_REGISTRY.register(_metric)
+ProcessCollector(registry=CONNECTOR_REGISTRY)
+PlatformCollector(registry=CONNECTOR_REGISTRY)
+
+
+def exposition(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
+    """The text exposition of ``registry`` and its full content type: text format 0.0.4, with
+    its version (what every Prometheus, 2.x included, negotiates; the names are all legacy-valid)."""
+    return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4

@@ -11,12 +11,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import struct
 import threading
+import time
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import fastavro
+import httpx
 
 with warnings.catch_warnings():
     # The registry client imports authlib, which warns about its own httpx integration
@@ -26,11 +30,30 @@ with warnings.catch_warnings():
         import authlib.deprecate  # noqa: F401
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas.contracts import Contract
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+_DEFINITE_STATUSES = (400, 404, 409, 422)
+
+
+def registry_unavailable(exc: BaseException) -> bool:
+    """True when a registry call failed because the registry is down, overloaded or refuses our
+    credentials (wait and retry: the data is fine), False when the registry itself gave a definite
+    answer about the schema (unknown id, incompatible, invalid: never retried)."""
+    if isinstance(exc, SchemaRegistryError):
+        # A registry's own answer carries its error code; a bare 404 from a proxy or a wrong URL
+        # (code -1) is not a verdict on the data. 401/403 is configuration: wait for the fix.
+        answered = exc.error_code != SchemaRegistryError.UNKNOWN
+        return not (answered and exc.http_status_code in _DEFINITE_STATUSES)
+    # Connection refused, reset, timed out, DNS: the registry did not answer.
+    return isinstance(exc, httpx.TransportError | OSError | TimeoutError)
 
 
 class WireFormatError(ValueError):
@@ -47,8 +70,9 @@ def encode_body(contract: Contract, record: dict[str, Any]) -> bytes:
 class AvroCodec:
     """Encode and decode Confluent-framed Avro with ids from a schema registry."""
 
-    def __init__(self, registry: SchemaRegistryClient) -> None:
+    def __init__(self, registry: SchemaRegistryClient, retry_max_backoff_s: float = 10.0) -> None:
         self._registry = registry
+        self._retry_max_backoff_s = retry_max_backoff_s
         self._ids: dict[str, int] = {}
         self._writers: dict[int, Any] = {}
         self._writer_json: dict[int, Any] = {}
@@ -56,17 +80,39 @@ class AvroCodec:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, config: dict[str, str] | None = None) -> AvroCodec:
+    def from_url(
+        cls, url: str, config: dict[str, str] | None = None, retry_max_backoff_s: float = 10.0
+    ) -> AvroCodec:
         """A codec on the registry at ``url``; ``config`` passes client settings through."""
-        return cls(SchemaRegistryClient({"url": url, **(config or {})}))
+        return cls(SchemaRegistryClient({"url": url, **(config or {})}), retry_max_backoff_s)
+
+    def _with_retry(self, what: str, call: Callable[[], _T]) -> _T:
+        """``call()``, retried with capped exponential backoff while the registry is unavailable:
+        data that is decodable must wait for the registry, never be dead-lettered for its absence.
+        Definite answers (unknown id, incompatible or invalid schema) raise at once."""
+        delay = 0.1
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if not registry_unavailable(exc):
+                    raise
+                log.warning("schema registry unavailable (%s: %s); retrying in %.1f s",
+                            what, type(exc).__name__, delay)  # fmt: skip
+                time.sleep(delay)
+                delay = min(delay * 2, self._retry_max_backoff_s)
 
     def schema_id(self, contract: Contract) -> int:
         """Register the contract (idempotent) and return its id."""
         with self._lock:
             if contract.subject not in self._ids:
-                self._ids[contract.subject] = self._registry.register_schema(
+                sid = self._with_retry("register", lambda: self._registry.register_schema(
                     contract.subject, Schema(contract.schema_str, "AVRO")
-                )
+                ))  # fmt: skip
+                self._ids[contract.subject] = sid
+                # The id's schema is known now: decoding our own output never asks the registry.
+                self._writer_json.setdefault(sid, json.loads(contract.schema_str))
+                self._writers.setdefault(sid, contract.parsed)
             return self._ids[contract.subject]
 
     def encode(self, contract: Contract, record: dict[str, Any]) -> bytes:
@@ -80,7 +126,7 @@ class AvroCodec:
     def _writer_schema(self, schema_id: int) -> Any:
         writer = self._writers.get(schema_id)
         if writer is None:
-            schema = self._registry.get_schema(schema_id)
+            schema = self._with_retry("get schema", lambda: self._registry.get_schema(schema_id))
             self._writer_json[schema_id] = json.loads(schema.schema_str or "null")
             writer = fastavro.parse_schema(self._writer_json[schema_id])
             self._writers[schema_id] = writer
@@ -107,7 +153,7 @@ class AvroCodec:
         if magic != MAGIC:
             raise WireFormatError(f"unknown magic byte {magic}")
         try:
-            writer = self._writer_schema(schema_id)
+            writer = self._writer_schema(schema_id)  # waits while the registry is unavailable
         except Exception as exc:
             raise WireFormatError(f"schema id {schema_id} unknown to the registry") from exc
         try:

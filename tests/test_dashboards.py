@@ -681,19 +681,27 @@ def test_suppression_sql_keeps_every_row_in_order_and_never_one_gap_alone_per_gr
     assert not any(withheld[g] == 1 and sizes[g] > 1 for g in withheld)
 
 
-def test_the_compose_stack_validates_and_needs_its_secrets_from_the_environment(monkeypatch) -> None:
+def test_the_compose_stack_validates_and_needs_its_secrets_from_the_environment(
+    monkeypatch, tmp_path
+) -> None:
+    """(The stack's own invariants are in tests/test_compose.py.)"""
+    from vigie.deploy.render import render
+    from vigie.settings import Settings
+
     compose = shutil.which("docker-compose")
     assert compose, "docker-compose is missing: `make test` installs Debian's docker-compose package"
-    base = [compose, "-f", str(ROOT / "docker-compose.yml"), "--project-directory", str(ROOT), "config"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIGIE_CLICKHOUSE", "GRAFANA_ADMIN"))}
-    missing = subprocess.run([*base, "-q"], capture_output=True, text=True, timeout=60, env=env)
+    base = [compose, "-f", str(ROOT / "docker-compose.yml"), "--project-directory", str(ROOT)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIGIE_", "GRAFANA_ADMIN"))}
+    (tmp_path / "empty.env").write_text("")
+    missing = subprocess.run([*base, "--env-file", str(tmp_path / "empty.env"), "config", "-q"],
+                             capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
     assert missing.returncode != 0 and "set it in .env" in missing.stderr  # no secret defaults in the repo
-    secrets = {"VIGIE_CLICKHOUSE_WRITER_PASSWORD": "w", "VIGIE_CLICKHOUSE_MINISTRY_PASSWORD": "m",
-               "GRAFANA_ADMIN_PASSWORD": "g"}  # fmt: skip
-    done = subprocess.run([*base, "-q"], capture_output=True, text=True, timeout=60, env={**env, **secrets})
+    render(Settings().organizations_file, tmp_path / "secrets", tmp_path / ".env", "kafka.example")
+    rendered = [*base, "--env-file", str(tmp_path / ".env"), "config"]
+    done = subprocess.run([*rendered, "-q"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
-    services = subprocess.run([*base, "--services"], capture_output=True, text=True, timeout=60,
-                              env={**env, **secrets}, check=True).stdout.split()  # fmt: skip
+    services = subprocess.run([*rendered, "--services"], capture_output=True, text=True, timeout=60,
+                              env=env, check=True).stdout.split()  # fmt: skip
     assert {"kafka", "schema-registry", "clickhouse", "grafana", "prometheus", "worker", "connector"} <= set(
         services
     )
@@ -701,5 +709,7 @@ def test_the_compose_stack_validates_and_needs_its_secrets_from_the_environment(
     from connectors.config import load_connector_config
 
     monkeypatch.setenv("VIGIE_SAMPLE_SOURCE_URL", "sqlite:////tmp/sample.sqlite")
+    monkeypatch.setenv("VIGIE_SAMPLE_KAFKA_PASSWORD", "k")
+    monkeypatch.setenv("VIGIE_SAMPLE_REGISTRY_PASSWORD", "r")
     config = load_connector_config(ROOT / "deploy" / "connector" / "connector.toml")
     assert config.css == "laval" and config.broker.bootstrap == "kafka:9092"

@@ -241,7 +241,9 @@ def migrate(
         except (ValueError, WarehouseUnavailable) as exc:
             raise _fail(f"cannot reach the warehouse {redact_url(server)}: {exc}") from None
         try:
-            done = migrate_up(warehouse) if down_to is None else migrate_down(warehouse, down_to)
+            cluster = settings.warehouse_cluster
+            done = (migrate_up(warehouse, cluster=cluster) if down_to is None
+                    else migrate_down(warehouse, down_to, cluster=cluster))  # fmt: skip
             granted = 0
             if access:
                 granted = apply_access(warehouse, list(load_organizations(settings.organizations_file)))
@@ -458,7 +460,9 @@ def connector_run(
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(metrics_port)
+            from schemas.metrics import CONNECTOR_REGISTRY
+
+            start_http_server(metrics_port, registry=CONNECTOR_REGISTRY)  # not the worker's metrics
         except OSError as exc:
             raise _fail(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     err.print(f"connector {cfg.name} for {cfg.css}: {len(cfg.sources)} source(s), outbox {cfg.outbox}")
@@ -562,7 +566,51 @@ def worker(data_dir: DataDir = None) -> None:
     if not settings.broker_url or not settings.registry_url:
         raise _fail("the worker needs VIGIE_BROKER_URL and VIGIE_REGISTRY_URL (or use `vigie up`)", 2)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run_worker(settings)
+    from vigie.runtime.worker import WorkerStartupError
+
+    try:
+        run_worker(settings)
+    except WorkerStartupError as exc:
+        raise _fail(f"le worker ne peut pas démarrer: {exc}") from None
+
+
+deploy_app = typer.Typer(
+    help="Production stack (docker-compose): credentials and access rules.", no_args_is_help=True
+)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("render")
+def deploy_render(
+    out: Annotated[Path, typer.Option(help="Directory of the generated secrets (outside git).")] = Path(
+        "secrets"
+    ),
+    env_file: Annotated[Path, typer.Option(help="The .env docker-compose reads (written 0600).")] = Path(
+        ".env"
+    ),
+    write_env: Annotated[bool, typer.Option("--env/--no-env", help="Write the .env file.")] = True,
+    external_host: Annotated[
+        str, typer.Option(help="Host name the CSS connectors reach Kafka and the registry at.")
+    ] = "vigie.example.qc.ca",
+    organizations: Annotated[
+        Path | None, typer.Option(help="Organization list (default: the reference list).")
+    ] = None,
+) -> None:
+    """Écrit les identifiants par CSS (SCRAM), le script d'ACL Kafka, les utilisateurs ClickHouse,
+    l'authentification Karapace, la clé de pseudonymisation et le .env du stack docker-compose.
+
+    Les mots de passe existants sont conservés: relancez-la après l'ajout d'un CSS.
+    """
+    from vigie.deploy.render import RenderError, render
+
+    settings = _settings(None)
+    try:
+        done = render(organizations or settings.organizations_file, out,
+                      env_file if write_env else None, external_host)  # fmt: skip
+    except (RenderError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{len(done.principals)} comptes Kafka et leurs ACL écrits dans {done.out}"
+                  + (f"; {done.env_file} écrit (0600)" if done.env_file else ""))  # fmt: skip
 
 
 def main() -> None:

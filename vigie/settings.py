@@ -97,6 +97,27 @@ class Settings(BaseSettings):
         False, description="Set by `vigie up` for its worker: allows a generated pseudonym key."
     )
 
+    # Production cluster (docker-compose or a real one). Replication is the engines' own:
+    # 1 in the one-broker compose stack, 3 and 2 on a three-broker cluster.
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replicas of every topic Vigie creates (3 on a three-broker cluster)."
+    )
+    topic_min_insync_replicas: int = Field(
+        1, ge=1, description="min.insync.replicas of those topics (2 on a three-broker cluster)."
+    )
+    broker_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SASL_PLAINTEXT (compose's internal listener) or SASL_SSL."
+    )
+    broker_sasl_mechanism: str = "SCRAM-SHA-512"
+    broker_sasl_username: str = ""
+    broker_sasl_password: SecretStr | None = Field(None, description="Never logged; from the environment.")
+    broker_ssl_ca_file: Path | None = Field(None, description="CA of the broker's certificate (SASL_SSL).")
+    warehouse_cluster: str = Field(
+        "",
+        description="ClickHouse cluster name: migrations run ON CLUSTER, Replicated* tables under "
+        "Distributed ones (empty = one server, or the embedded engine).",
+    )
+
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse"

@@ -4,7 +4,7 @@
 -- row_version, the connector's detection time) replaces the previous version, and a
 -- deletion (is_deleted = 1) hides the row. Read with FINAL.
 -- migrate:up
-CREATE TABLE {db}.attendance_marks (
+CREATE TABLE IF NOT EXISTS {db}.attendance_marks (
     event_id String,
     record_key String,
     css LowCardinality(String),
@@ -29,7 +29,7 @@ CREATE TABLE {db}.attendance_marks (
 PARTITION BY toYYYYMM(sheet_date)
 ORDER BY (css, sheet_date, record_key);
 
-CREATE TABLE {db}.grade_results (
+CREATE TABLE IF NOT EXISTS {db}.grade_results (
     event_id String,
     record_key String,
     css LowCardinality(String),
@@ -58,7 +58,7 @@ CREATE TABLE {db}.grade_results (
 PARTITION BY toYYYYMM(evaluation_date)
 ORDER BY (css, evaluation_date, record_key);
 
-CREATE TABLE {db}.staff_changes (
+CREATE TABLE IF NOT EXISTS {db}.staff_changes (
     event_id String,
     record_key String,
     css LowCardinality(String),
@@ -82,7 +82,7 @@ CREATE TABLE {db}.staff_changes (
 ORDER BY (css, record_key);
 
 -- Dead letters keep the reason, never the payload (it may hold identifiers).
-CREATE TABLE {db}.dead_letters (
+CREATE TABLE IF NOT EXISTS {db}.dead_letters (
     dead_letter_id String,
     failed_at DateTime64(3, 'UTC'),
     stage LowCardinality(String),
@@ -99,7 +99,7 @@ CREATE TABLE {db}.dead_letters (
 ) ENGINE = ReplacingMergeTree(failed_at)
 ORDER BY dead_letter_id;
 
-CREATE TABLE {db}.connector_heartbeats (
+CREATE TABLE IF NOT EXISTS {db}.connector_heartbeats (
     css LowCardinality(String),
     connector_id String,
     sent_at DateTime64(3, 'UTC'),
@@ -112,8 +112,8 @@ CREATE TABLE {db}.connector_heartbeats (
 ORDER BY (css, connector_id, sent_at)
 TTL toDateTime(sent_at) + INTERVAL 30 DAY;
 -- migrate:down
-DROP TABLE {db}.connector_heartbeats;
-DROP TABLE {db}.dead_letters;
-DROP TABLE {db}.staff_changes;
-DROP TABLE {db}.grade_results;
-DROP TABLE {db}.attendance_marks;
+DROP TABLE IF EXISTS {db}.connector_heartbeats;
+DROP TABLE IF EXISTS {db}.dead_letters;
+DROP TABLE IF EXISTS {db}.staff_changes;
+DROP TABLE IF EXISTS {db}.grade_results;
+DROP TABLE IF EXISTS {db}.attendance_marks;

@@ -12,15 +12,15 @@
 -- table has a parameterized view bound to one CSS; the server's roles and row policies
 -- are in sinks/access.sql.
 -- migrate:up
-ALTER TABLE {db}.attendance_marks ADD COLUMN retention_days UInt16 DEFAULT 365;
+ALTER TABLE {db}.attendance_marks ADD COLUMN IF NOT EXISTS retention_days UInt16 DEFAULT 365;
 ALTER TABLE {db}.attendance_marks MODIFY TTL sheet_date + toIntervalDay(retention_days);
-ALTER TABLE {db}.grade_results ADD COLUMN retention_days UInt16 DEFAULT 365;
+ALTER TABLE {db}.grade_results ADD COLUMN IF NOT EXISTS retention_days UInt16 DEFAULT 365;
 ALTER TABLE {db}.grade_results MODIFY TTL evaluation_date + toIntervalDay(retention_days);
-ALTER TABLE {db}.staff_changes ADD COLUMN retention_days UInt16 DEFAULT 365;
+ALTER TABLE {db}.staff_changes ADD COLUMN IF NOT EXISTS retention_days UInt16 DEFAULT 365;
 ALTER TABLE {db}.staff_changes MODIFY TTL effective_date + toIntervalDay(retention_days);
 
 -- The consent file as the worker last loaded it (one snapshot per load).
-CREATE TABLE {db}.consents (
+CREATE TABLE IF NOT EXISTS {db}.consents (
     loaded_at DateTime64(3, 'UTC'),
     css LowCardinality(String),
     dataset LowCardinality(String),
@@ -32,7 +32,7 @@ CREATE TABLE {db}.consents (
 ORDER BY (loaded_at, css, dataset)
 TTL toDateTime(loaded_at) + INTERVAL 400 DAY;
 
-CREATE TABLE {db}.events_per_minute (
+CREATE TABLE IF NOT EXISTS {db}.events_per_minute (
     minute DateTime('UTC'),
     css LowCardinality(String),
     dataset LowCardinality(String),
@@ -42,25 +42,25 @@ CREATE TABLE {db}.events_per_minute (
 ORDER BY (dataset, css, minute)
 TTL minute + INTERVAL 400 DAY;
 
-CREATE MATERIALIZED VIEW {db}.attendance_marks_per_minute TO {db}.events_per_minute AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.attendance_marks_per_minute TO {db}.events_per_minute AS
 SELECT toStartOfMinute(detected_at) AS minute, css, 'attendance' AS dataset,
        uniqExactState(event_id) AS events,
        uniqExactStateIf(event_id, NOT reason_mapped) AS unmapped
 FROM {db}.attendance_marks GROUP BY minute, css;
 
-CREATE MATERIALIZED VIEW {db}.grade_results_per_minute TO {db}.events_per_minute AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.grade_results_per_minute TO {db}.events_per_minute AS
 SELECT toStartOfMinute(detected_at) AS minute, css, 'grades' AS dataset,
        uniqExactState(event_id) AS events,
        uniqExactStateIf(event_id, subject_code = 'inconnu' OR competency_code = 'inconnu') AS unmapped
 FROM {db}.grade_results GROUP BY minute, css;
 
-CREATE MATERIALIZED VIEW {db}.staff_changes_per_minute TO {db}.events_per_minute AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.staff_changes_per_minute TO {db}.events_per_minute AS
 SELECT toStartOfMinute(detected_at) AS minute, css, 'staff' AS dataset,
        uniqExactState(event_id) AS events,
        uniqExactStateIf(event_id, job_class = 'inconnu') AS unmapped
 FROM {db}.staff_changes GROUP BY minute, css;
 
-CREATE TABLE {db}.dead_letters_per_minute (
+CREATE TABLE IF NOT EXISTS {db}.dead_letters_per_minute (
     minute DateTime('UTC'),
     css LowCardinality(String),
     dataset LowCardinality(String),
@@ -71,31 +71,31 @@ CREATE TABLE {db}.dead_letters_per_minute (
 ORDER BY (css, dataset, stage, reason_code, minute)
 TTL minute + INTERVAL 400 DAY;
 
-CREATE MATERIALIZED VIEW {db}.dead_letters_per_minute_mv TO {db}.dead_letters_per_minute AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.dead_letters_per_minute_mv TO {db}.dead_letters_per_minute AS
 SELECT toStartOfMinute(failed_at) AS minute, ifNull(css, '') AS css, ifNull(dataset, '') AS dataset,
        stage, reason_code, uniqExactState(dead_letter_id) AS letters
 FROM {db}.dead_letters GROUP BY minute, css, dataset, stage, reason_code;
 
-CREATE VIEW {db}.css_attendance_marks AS
+CREATE VIEW IF NOT EXISTS {db}.css_attendance_marks AS
 SELECT * FROM {db}.attendance_marks FINAL WHERE css = {css:String};
-CREATE VIEW {db}.css_grade_results AS
+CREATE VIEW IF NOT EXISTS {db}.css_grade_results AS
 SELECT * FROM {db}.grade_results FINAL WHERE css = {css:String};
-CREATE VIEW {db}.css_staff_changes AS
+CREATE VIEW IF NOT EXISTS {db}.css_staff_changes AS
 SELECT * FROM {db}.staff_changes FINAL WHERE css = {css:String};
 -- migrate:down
-DROP VIEW {db}.css_staff_changes;
-DROP VIEW {db}.css_grade_results;
-DROP VIEW {db}.css_attendance_marks;
-DROP VIEW {db}.dead_letters_per_minute_mv;
-DROP TABLE {db}.dead_letters_per_minute;
-DROP VIEW {db}.staff_changes_per_minute;
-DROP VIEW {db}.grade_results_per_minute;
-DROP VIEW {db}.attendance_marks_per_minute;
-DROP TABLE {db}.events_per_minute;
-DROP TABLE {db}.consents;
+DROP VIEW IF EXISTS {db}.css_staff_changes;
+DROP VIEW IF EXISTS {db}.css_grade_results;
+DROP VIEW IF EXISTS {db}.css_attendance_marks;
+DROP VIEW IF EXISTS {db}.dead_letters_per_minute_mv;
+DROP TABLE IF EXISTS {db}.dead_letters_per_minute;
+DROP VIEW IF EXISTS {db}.staff_changes_per_minute;
+DROP VIEW IF EXISTS {db}.grade_results_per_minute;
+DROP VIEW IF EXISTS {db}.attendance_marks_per_minute;
+DROP TABLE IF EXISTS {db}.events_per_minute;
+DROP TABLE IF EXISTS {db}.consents;
 ALTER TABLE {db}.staff_changes REMOVE TTL;
-ALTER TABLE {db}.staff_changes DROP COLUMN retention_days;
+ALTER TABLE {db}.staff_changes DROP COLUMN IF EXISTS retention_days;
 ALTER TABLE {db}.grade_results REMOVE TTL;
-ALTER TABLE {db}.grade_results DROP COLUMN retention_days;
+ALTER TABLE {db}.grade_results DROP COLUMN IF EXISTS retention_days;
 ALTER TABLE {db}.attendance_marks REMOVE TTL;
-ALTER TABLE {db}.attendance_marks DROP COLUMN retention_days;
+ALTER TABLE {db}.attendance_marks DROP COLUMN IF EXISTS retention_days;

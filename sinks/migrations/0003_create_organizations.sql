@@ -1,7 +1,7 @@
 -- The reference list of school organizations, as the worker last loaded it, so that
 -- dashboards can show all 72 (silent ones included) and group them by region.
 -- migrate:up
-CREATE TABLE {db}.organizations (
+CREATE TABLE IF NOT EXISTS {db}.organizations (
     code LowCardinality(String),
     name String,
     kind LowCardinality(String),
@@ -13,4 +13,4 @@ CREATE TABLE {db}.organizations (
 ) ENGINE = ReplacingMergeTree(loaded_at)
 ORDER BY code;
 -- migrate:down
-DROP TABLE {db}.organizations;
+DROP TABLE IF EXISTS {db}.organizations;

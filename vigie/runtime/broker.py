@@ -6,12 +6,19 @@ topic explicitly at each start (auto-created topics would get several partitions
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from vigie.settings import Settings
+
+# librdkafka logs every failed connection attempt; the caller reports the outcome once.
+_ADMIN_LOG = logging.getLogger("vigie.kafka.admin")
+_ADMIN_LOG.setLevel(logging.CRITICAL)
 
 
 class BrokerError(RuntimeError):
@@ -87,20 +94,68 @@ class TansuBroker:
             self._proc.wait()
 
 
-def ensure_pipeline_topics(bootstrap: str, topics: list[str], raw_partitions: int, partitions: int) -> None:
+def client_config(settings: Settings) -> dict[str, str]:
+    """librdkafka settings for the worker's own clients (admin): SASL/SSL when configured."""
+    config = {"bootstrap.servers": settings.broker_url}
+    if settings.broker_security_protocol.upper() != "PLAINTEXT":
+        config["security.protocol"] = settings.broker_security_protocol
+    if settings.broker_sasl_username:
+        config["sasl.mechanism"] = settings.broker_sasl_mechanism
+        config["sasl.username"] = settings.broker_sasl_username
+        pw = settings.broker_sasl_password
+        config["sasl.password"] = pw.get_secret_value() if pw is not None else ""
+    if settings.broker_ssl_ca_file is not None:
+        config["ssl.ca.location"] = str(settings.broker_ssl_ca_file)
+    return config
+
+
+def ensure_pipeline_topics(
+    bootstrap: str | dict[str, str],
+    topics: list[str],
+    raw_partitions: int,
+    partitions: int,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+) -> None:
     """The pipeline's topics: raw ones (216 of them) with ``raw_partitions`` each, the others
     with ``partitions``. Faust assigns partition N of every topic with the same count to one
-    worker, so each count caps how many workers share that stage."""
-    ensure_topics(bootstrap, [t for t in topics if t.startswith("raw.")], raw_partitions)
-    ensure_topics(bootstrap, [t for t in topics if not t.startswith("raw.")], partitions)
+    worker, so each count caps how many workers share that stage. ``bootstrap`` is a
+    'host:port' or a full client configuration (see ``client_config``)."""
+    rf, isr = replication_factor, min_insync_replicas
+    ensure_topics(bootstrap, [t for t in topics if t.startswith("raw.")], raw_partitions, rf, isr)
+    ensure_topics(bootstrap, [t for t in topics if not t.startswith("raw.")], partitions, rf, isr)
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1, timeout_s: float = 30.0) -> None:
-    """Create the topics that do not exist yet (explicitly: never rely on auto-create)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+def ensure_topics(
+    bootstrap: str | dict[str, str],
+    topics: list[str],
+    partitions: int = 1,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+    timeout_s: float = 30.0,
+) -> None:
+    """Create the topics that do not exist yet (explicitly: never rely on auto-create), with
+    the cluster's replication: a write is acknowledged once ``min_insync_replicas`` have it."""
+    if min_insync_replicas > replication_factor:
+        raise BrokerError(
+            f"min.insync.replicas {min_insync_replicas} > replication factor {replication_factor}: "
+            "no write could ever be acknowledged"
+        )
+    config: dict[str, str | int | float | bool] = (
+        {"bootstrap.servers": bootstrap} if isinstance(bootstrap, str) else dict(bootstrap)
+    )
+    # librdkafka's own connection errors go to this logger, not raw to stderr: the operator
+    # gets the one line below, not a screenful per retry.
+    admin = AdminClient(config, logger=_ADMIN_LOG)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except Exception as exc:
+        raise BrokerError(f"cannot reach the broker at {config['bootstrap.servers']}: {exc}") from None
+    topic_config = {"min.insync.replicas": str(min_insync_replicas)} if replication_factor > 1 else {}
     missing = [
-        NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing
+        NewTopic(t, num_partitions=partitions, replication_factor=replication_factor, config=topic_config)
+        for t in topics
+        if t not in existing
     ]
     if not missing:
         return

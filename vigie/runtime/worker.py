@@ -11,13 +11,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.calendar import in_school_hours
 from dashboards.report import results_to_json, run_panels
 from dashboards.status import network_status, status_to_json
 from schemas import metrics
-from schemas.contracts import all_topics
+from schemas.contracts import DEAD_LETTER_CONTRACT, Dataset, all_topics, curated_contract, load_contract
 from schemas.organizations import load_organizations
 from sinks.agents import register_sink_agents
 from sinks.migrate import migrate_up
@@ -25,7 +24,7 @@ from sinks.rows import organizations_frame
 from sinks.warehouse import Warehouse, open_warehouse
 from streams.agents import register_stream_agents
 from streams.stewardship import StewardshipLog
-from vigie.runtime.broker import ensure_pipeline_topics
+from vigie.runtime.broker import BrokerError, client_config, ensure_pipeline_topics
 from vigie.runtime.datadir import secure_data_dir
 from vigie.runtime.stage_pool import Stage, StagePool
 from vigie.settings import Settings
@@ -50,10 +49,14 @@ def build_app(settings: Settings) -> WorkerParts:
     stage = Stage.from_settings(settings)
     consent = stage.consent
     codec = stage.codec
+    # The stage encodes in its own processes: register the outputs' contracts here too, so the
+    # sinks decode them from memory and never wait on the registry inside the event loop.
+    for contract in (*(curated_contract(ds) for ds in Dataset), load_contract(DEAD_LETTER_CONTRACT)):
+        codec.schema_id(contract)
     processes = settings.stream_processes if settings.stream_processes >= 0 else (os.cpu_count() or 1)
     pool = StagePool(settings, processes, stage)
     warehouse = open_warehouse(settings.warehouse_url, settings.warehouse_path, settings.warehouse_database)
-    applied = migrate_up(warehouse)
+    applied = migrate_up(warehouse, cluster=settings.warehouse_cluster)
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
     warehouse.insert_frame("organizations", organizations_frame(organizations.values(), datetime.now(UTC)))
@@ -70,7 +73,8 @@ def build_app(settings: Settings) -> WorkerParts:
         store="memory://",
         autodiscover=False,
         topic_partitions=1,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_credentials=faust_credentials(settings),
         topic_disable_leader=True,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_session_timeout_s / 6,
@@ -126,7 +130,9 @@ def build_app(settings: Settings) -> WorkerParts:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, _request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        body, content_type = metrics.exposition()
+        # As a header: aiohttp's content_type argument refuses parameters (version, charset).
+        return web.bytes(body, headers={"Content-Type": content_type})
 
     return WorkerParts(app, warehouse, pool)
 
@@ -154,14 +160,62 @@ def consumer_lag(app: faust.App) -> dict[str, int]:
     return dict(lag)
 
 
-def run_worker(settings: Settings) -> None:
-    """Run the worker until SIGTERM/SIGINT (Faust stops the agents gracefully)."""
+class WorkerStartupError(RuntimeError):
+    """The worker cannot start: the message is the one line an operator needs."""
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust's SASL credentials when the broker wants them (compose: SCRAM on the internal
+    listener), else None. The password comes from the settings, never from the code."""
+    if not settings.broker_sasl_username:
+        return None
+    ssl_context = None
+    if settings.broker_security_protocol.upper() == "SASL_SSL":
+        import ssl
+
+        cafile = str(settings.broker_ssl_ca_file) if settings.broker_ssl_ca_file else None
+        ssl_context = ssl.create_default_context(cafile=cafile)
+    password = settings.broker_sasl_password.get_secret_value() if settings.broker_sasl_password else ""
+    return faust.SASLCredentials(
+        username=settings.broker_sasl_username, password=password,
+        mechanism=settings.broker_sasl_mechanism, ssl_context=ssl_context,
+    )  # fmt: skip
+
+
+def check_startup(settings: Settings) -> list[str]:
+    """What must hold before Faust starts, checked in the order an operator fixes it: the key,
+    then the broker (topics created). Returns the topics; raises WorkerStartupError."""
+    from streams.pseudonymize import PseudonymKeyError, load_pseudonymizer
+
+    key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
+    try:
+        load_pseudonymizer(key, settings.pseudonym_key_file, settings.pseudonym_key_id,
+                           settings.embedded_key_file if settings.embedded else None)  # fmt: skip
+    except PseudonymKeyError as exc:
+        raise WorkerStartupError(str(exc)) from None
     organizations = load_organizations(settings.organizations_file)
-    # Idempotent: `vigie up` already did it; a standalone worker on a real cluster may not have.
     topics = all_topics(list(organizations))
     s = settings
-    ensure_pipeline_topics(s.broker_url, topics, s.raw_topic_partitions, s.topic_partitions)
-    parts = build_app(settings)
+    try:
+        # Idempotent: `vigie up` already did it; a standalone worker on a real cluster may not have.
+        ensure_pipeline_topics(client_config(s), topics, s.raw_topic_partitions, s.topic_partitions,
+                               s.topic_replication_factor, s.topic_min_insync_replicas)  # fmt: skip
+    except BrokerError as exc:
+        raise WorkerStartupError(str(exc)) from None
+    return topics
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the worker until SIGTERM/SIGINT (Faust stops the agents gracefully).
+    Raises WorkerStartupError (one line, no traceback needed) when it cannot start."""
+    from sinks.migrate import MigrationError
+    from sinks.warehouse import WarehouseUnavailable
+
+    check_startup(settings)
+    try:
+        parts = build_app(settings)
+    except (WarehouseUnavailable, MigrationError) as exc:
+        raise WorkerStartupError(f"warehouse: {exc}") from None
     worker = faust.Worker(parts.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

@@ -1,0 +1,2 @@
+"""Production deployment helpers: credentials, Kafka ACLs and warehouse users generated from
+the organization list (``vigie deploy render``)."""
