@@ -245,7 +245,7 @@ def _freshness(dataset: str) -> str:
     opens = f"toUnixTimestamp(toDateTime(d, {_TZ})) + {SCHOOL_START_H * 3600}"
     closes = f"toUnixTimestamp(toDateTime(d, {_TZ})) + {SCHOOL_END_H * 3600}"
     last, now = "toUnixTimestamp(max(minute))", "toUnixTimestamp($__toTime)"
-    return f"""(WITH (SELECT groupArray(day) FROM school_days
+    return f"""(WITH (SELECT groupUniqArray(day) FROM school_days
         WHERE day BETWEEN toDate($__toTime, {_TZ}) - 60 AND toDate($__toTime, {_TZ})) AS _days
   SELECT css,
     arraySum(d -> intDiv(greatest(0, least({now}, {closes}) - greatest({last}, {opens})), 60), _days) AS school_minutes,

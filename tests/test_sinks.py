@@ -299,5 +299,8 @@ def test_status_and_report_read_a_server_warehouse(warehouse_process, tmp_path: 
     assert len(json.loads(status.stdout)) == 72
     report = subprocess.run([*run, "report", "--out", str(tmp_path / "r.html"), "--data-dir", str(tmp_path)],
                             capture_output=True, text=True, timeout=120, env=env, check=True)  # fmt: skip
-    assert "from the server" in report.stdout and "17 panels" in report.stdout  # an empty store: no rows yet
-    assert "Vigie — attendance" in (tmp_path / "r.html").read_text()
+    from dashboards.panels import DASHBOARDS
+
+    sql_panels = sum(1 for d in DASHBOARDS for p in d.panels if not p.promql)
+    assert "from the server" in report.stdout and f"{sql_panels} panels" in report.stdout  # empty store
+    assert "Vigie — assiduité" in (tmp_path / "r.html").read_text()

@@ -4,9 +4,11 @@
 -- for the school years 2024-2025 to 2035-2036; tests/test_dashboards.py checks that the two
 -- agree. Dates are Québec dates (America/Toronto).
 -- migrate:up
-CREATE TABLE {db}.school_days (
+-- ReplacingMergeTree and IF NOT EXISTS: a runner killed after the insert repeats it, and
+-- readers take distinct days (groupUniqArray), so a repeated insert changes nothing.
+CREATE TABLE IF NOT EXISTS {db}.school_days (
     day Date
-) ENGINE = MergeTree
+) ENGINE = ReplacingMergeTree
 ORDER BY day;
 INSERT INTO {db}.school_days (day) VALUES
   ('2024-08-28'), ('2024-08-29'), ('2024-08-30'), ('2024-09-03'), ('2024-09-04'), ('2024-09-05'), ('2024-09-06'), ('2024-09-09'), ('2024-09-10'), ('2024-09-11'),
@@ -242,4 +244,4 @@ INSERT INTO {db}.school_days (day) VALUES
   ('2036-05-29'), ('2036-05-30'), ('2036-06-02'), ('2036-06-03'), ('2036-06-04'), ('2036-06-05'), ('2036-06-06'), ('2036-06-09'), ('2036-06-10'), ('2036-06-11'),
   ('2036-06-12'), ('2036-06-13'), ('2036-06-16'), ('2036-06-17'), ('2036-06-18'), ('2036-06-19'), ('2036-06-20');
 -- migrate:down
-DROP TABLE {db}.school_days;
+DROP TABLE IF EXISTS {db}.school_days;
