@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
 
     organizations_file: Path = SCHEMAS_DIR / "reference" / "organizations.csv"
+    schools_file: Path = Field(
+        SCHEMAS_DIR / "reference" / "schools.csv",
+        description="Schools of each organization: a school code outside it is refused by the stage.",
+    )
     consent_file: Path = STREAMS_DIR / "mappings" / "consent.csv"
     mappings_dir: Path = STREAMS_DIR / "mappings"
 
