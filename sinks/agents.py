@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -113,8 +113,18 @@ def _observe_latency(dataset: Dataset) -> Callable[[list[dict[str, Any]]], None]
     return observe
 
 
-def _observe_heartbeats(beats: list[dict[str, Any]]) -> None:
-    """The connectors' health as gauges of the worker, so one scrape covers every CSS."""
+def _observe_heartbeats(known: Collection[str]) -> Callable[[list[dict[str, Any]]], None]:
+    """The connectors' health as gauges of the worker, so one scrape covers every CSS. The
+    stage checked each heartbeat against its topic's CSS; a label is still only ever an
+    organization of the reference (a Prometheus label is forever, and read by everyone)."""
+
+    def observe(beats: list[dict[str, Any]]) -> None:
+        _observe_known_heartbeats([b for b in beats if b["css"] in known])
+
+    return observe
+
+
+def _observe_known_heartbeats(beats: list[dict[str, Any]]) -> None:
     received = datetime.now(UTC).timestamp()
     for beat in beats:
         css = beat["css"]
@@ -130,9 +140,11 @@ def register_sink_agents(
     codec: AvroCodec,
     settings: SinkAgentSettings,
     consent: ConsentWatcher,
+    organizations: Collection[str] = (),
 ) -> None:
     """Declare one sink agent per curated dataset, plus dead letters and heartbeats, and keep
-    the warehouse's copy of the consent registry current."""
+    the warehouse's copy of the consent registry current. Heartbeats count only for
+    ``organizations``."""
     for dataset in Dataset:
 
         def to_frame(batches: list[dict[str, Any]], ds: Dataset = dataset) -> pd.DataFrame:
@@ -144,7 +156,9 @@ def register_sink_agents(
     dead_letters = TableSink("dead_letters", load_contract(DEAD_LETTER_CONTRACT), dead_letter_frame)
     _sink_agent(app, DEAD_LETTER_TOPIC, dead_letters, warehouse, codec, settings)
     heartbeats = TableSink("connector_heartbeats", load_contract(HEARTBEAT_CONTRACT), heartbeat_frame)
-    _sink_agent(app, HEARTBEAT_TOPIC, heartbeats, warehouse, codec, settings, _observe_heartbeats)
+    _sink_agent(
+        app, HEARTBEAT_TOPIC, heartbeats, warehouse, codec, settings, _observe_heartbeats(organizations)
+    )
 
     written: dict[str, ConsentRegistry | None] = {"registry": None}
 

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = 6.0
     pipeline_metrics_interval_s: float = Field(10.0, description="How often consumer lag is measured.")
     log_level: str = "INFO"
+    raw_topic_discovery_s: float = Field(
+        10.0, gt=0, description="How often the worker looks for new raw topics (unknown CSS or dataset)."
+    )
+    stewardship_retention_days: int = Field(
+        30, ge=1, description="Days the stewards' log keeps an unmapped or refused value."
+    )
     embedded: bool = Field(
         False, description="Set by `vigie up` for its worker: allows a generated pseudonym key."
     )
