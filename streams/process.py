@@ -169,7 +169,10 @@ def check_css(topic_css: str, batch: dict[str, Any], ctx: StageContext, n: int) 
         )
     if batch["css"] != topic_css:
         return Rejection(
-            Stage.CSS_CHECK, Reason.CSS_MISMATCH, reason("css", "differs from the CSS of its raw topic"), n
+            Stage.CSS_CHECK,
+            Reason.CSS_MISMATCH,
+            reason("css", "differs from the organization of its raw topic"),
+            n,
         )
     return None
 

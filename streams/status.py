@@ -53,7 +53,7 @@ def _same_css(topic_css: str, claimed: Any, ctx: StatusContext, what: str) -> Re
     if topic_css not in ctx.organizations:
         return _refuse(Reason.UNKNOWN_CSS, "topic", "names no organization of the reference")
     if claimed != topic_css:
-        return _refuse(Reason.CSS_MISMATCH, "css", f"differs from the CSS of its {what} topic")
+        return _refuse(Reason.CSS_MISMATCH, "css", f"differs from the organization of its {what} topic")
     return None
 
 
