@@ -22,6 +22,7 @@ def a_school(css: str) -> str:
     """A school of ``css`` in the reference (any other code is refused)."""
     return next(iter(default_schools()[css]))
 
+
 # Six letters at least: a shorter string may occur by chance inside a hex pseudonym.
 names = st.text(st.characters(codec="utf-8", categories=("L",)), min_size=6, max_size=20)
 births = st.dates(date(1950, 1, 1), date(2020, 12, 31))
