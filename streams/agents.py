@@ -24,6 +24,7 @@ from schemas.contracts import (
     raw_topic,
 )
 from streams.curate import RawMessage, StageOutput, record_metrics
+from streams.signing import Signer
 from streams.stewardship import StewardshipLog
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,15 @@ def register_stream_agents(
     settings: StreamAgentSettings,
     concurrency: int = 1,
     discovered: list[str] | None = None,
+    signer: Signer | None = None,
 ) -> RawSubscription:
     """Declare the curate agent over every raw topic: each organization's datasets and
     heartbeats, plus ``discovered`` (topics under the raw prefix found on the broker, e.g. of
     an unknown organization: they are read and dead-lettered, never left unread). ``run_stage``
     runs ``curate_messages`` off the event loop (in this process or a pool); with
     ``concurrency`` > 1, that many batches are in the stage at once. Unmapped codes and
-    texts go to the stewardship log; checked heartbeats to the heartbeat topic."""
+    texts go to the stewardship log; checked heartbeats to the heartbeat topic. With a
+    ``signer``, every message sent carries its MAC (the sinks store only what verifies)."""
     raw_topics = [raw_topic(css, ds) for css in css_codes for ds in Dataset]
     raw_topics += [heartbeat_topic(css) for css in css_codes]
     raw_topics += [t for t in discovered or [] if t not in raw_topics and re.fullmatch(RAW_TOPIC_PATTERN, t)]
@@ -90,6 +93,9 @@ def register_stream_agents(
     curated = {ds: app.topic(curated_topic(ds), value_serializer="raw") for ds in Dataset}
     dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
     beats = app.topic(HEARTBEAT_TOPIC, value_serializer="raw")
+
+    def _signed(topic: faust.TopicT, value: bytes) -> dict[str, bytes] | None:
+        return signer.headers(topic.get_topic_name(), value) if signer is not None else None
 
     async def curate(stream: faust.StreamT[Any]) -> None:
         # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
@@ -107,9 +113,10 @@ def register_stream_agents(
             out = await run_stage(messages)
             record_metrics(out)
             await loop.run_in_executor(None, stewardship.record, out.unmapped)
-            pending = [await curated[ds].send(value=value) for ds, value in out.curated]
-            pending += [await dead.send(value=value) for value in out.dead_letters]
-            pending += [await beats.send(value=value) for value in out.heartbeats]
+            sends = [(curated[ds], value) for ds, value in out.curated]
+            sends += [(dead, value) for value in out.dead_letters]
+            sends += [(beats, value) for value in out.heartbeats]
+            pending = [await topic.send(value=value, headers=_signed(topic, value)) for topic, value in sends]
             await asyncio.gather(*pending)
             for event in events:
                 await stream.ack(event)

@@ -36,6 +36,7 @@ class Reason(StrEnum):
     UNKNOWN_STATUS = "unknown_status"
     INVALID_GRADE = "invalid_grade"
     WAREHOUSE_REJECTED = "warehouse_rejected"
+    UNSIGNED = "unsigned"
 
 
 def reason(field: str, rule: str) -> str:

@@ -18,6 +18,7 @@ from schemas.contracts import (
     DEAD_LETTER_CONTRACT,
     DEAD_LETTER_TOPIC,
     HEARTBEAT_CONTRACT,
+    HEARTBEAT_TOPIC,
     Dataset,
     heartbeat_topic,
     load_contract,
@@ -46,6 +47,14 @@ def test_forged_heartbeats_and_unknown_topics_on_the_running_worker(tmp_path: Pa
         forged = {"css": "montreal", "connector_id": "x", "sent_at": now, "outbox_depth": 999_999,
                   "last_send_at": now, "source_lag_s": 0.0, "connector_version": "0.1.0"}  # fmt: skip
         producer.produce(heartbeat_topic("laval"), codec.encode(load_contract(HEARTBEAT_CONTRACT), forged))
+        # The same, written straight onto the worker's own topics (the embedded broker has no
+        # ACLs): a heartbeat for Montréal, and a dead letter claiming 999,999 refused records.
+        producer.produce(HEARTBEAT_TOPIC, codec.encode(load_contract(HEARTBEAT_CONTRACT), forged))
+        letter = {"dead_letter_id": "forged", "failed_at": now, "stage": "validate", "reason_code": "no_consent",
+                  "reason": "forged", "source_topic": "raw.montreal.attendance", "source_partition": 0,
+                  "source_offset": 0, "css": "montreal", "dataset": "attendance", "event_id": None,
+                  "record_count": 999_999, "payload": None}  # fmt: skip
+        producer.produce(DEAD_LETTER_TOPIC, codec.encode(load_contract(DEAD_LETTER_CONTRACT), letter))
         # A connector configured with css = "lavall": its topic appears after the worker started.
         ensure_topics(info.broker, ["raw.lavall.attendance"])
         producer.produce("raw.lavall.attendance", codec.encode(raw_contract(Dataset.ATTENDANCE), typo))
@@ -58,7 +67,7 @@ def test_forged_heartbeats_and_unknown_topics_on_the_running_worker(tmp_path: Pa
         laval = wait_for(refused, 120, "the forged heartbeat's dead letter and laval's heartbeat")
         assert laval["last_heartbeat_at"]
         montreal = next(s for s in status_json(data_dir) if s["code"] == "montreal")
-        assert not montreal["last_heartbeat_at"]
+        assert not montreal["last_heartbeat_at"] and montreal["dead_letters"] == 0
         metrics = httpx.get(f"{info.web_url}/metrics", timeout=10).text
         beats = [line for line in metrics.splitlines() if line.startswith("vigie_connector_last_heartbeat")]
         assert any('css="laval"' in line for line in beats)
@@ -73,6 +82,9 @@ def test_forged_heartbeats_and_unknown_topics_on_the_running_worker(tmp_path: Pa
         assert codec.decode(unknown_topic["payload"], raw_contract(Dataset.ATTENDANCE))["css"] == "lavall"
         assert proc.poll() is None
 
+    worker_log = (data_dir / "logs" / "worker.log").read_text(encoding="utf-8")
+    for topic in (DEAD_LETTER_TOPIC, HEARTBEAT_TOPIC):  # read by the sinks, and refused
+        assert f"unsigned messages on {topic} refused" in worker_log
     tables = dump_warehouse(data_dir)
     assert {b["css"] for b in tables["connector_heartbeats"]} == {"laval"}
     assert "Tremblay" not in str(tables["connector_heartbeats"])
@@ -83,6 +95,8 @@ def test_forged_heartbeats_and_unknown_topics_on_the_running_worker(tmp_path: Pa
     [mismatch] = [d for d in tables["dead_letters"] if d["reason_code"] == "css_mismatch"]
     assert (mismatch["css"], mismatch["source_topic"]) == ("laval", heartbeat_topic("laval"))
     assert "lavall" not in str(tables)
+    assert 999_999 not in {d["record_count"] for d in tables["dead_letters"]}
+    assert "montreal" not in {d["css"] for d in tables["dead_letters"]}
 
 
 def _dead_letters_until(broker: str, codec: AvroCodec, done: Any, timeout_s: float) -> list[dict]:

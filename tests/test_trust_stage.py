@@ -439,3 +439,21 @@ def test_simulated_school_codes_come_from_the_reference(organizations: Any) -> N
         sim = SimulatedCss(organizations[css], seed=1)
         codes = {sim.school_of(g) for g in range(sim.groups)}
         assert codes <= set(default_schools()[css]) and len(codes) > 1
+
+
+# -- another way in: writing the worker's own topics ------------------------------------------
+def test_only_the_worker_signs_its_topics() -> None:
+    """On the embedded broker (no ACLs) anyone can write ``deadletter``: the sinks store only
+    messages carrying the worker's MAC for that topic and value."""
+    from streams.signing import MAC_HEADER, Signer
+
+    worker = Signer(b"test-key-0123456789abcdef-not-a-secret")
+    value = b"\x00\x00\x00\x00\x01 a dead letter"
+    headers = worker.headers("deadletter", value)
+    assert worker.verify("deadletter", value, headers)
+    assert worker.verify("deadletter", value, list(headers.items()))  # as aiokafka gives them
+    assert not worker.verify("deadletter", value, None)  # a CSS writing directly
+    assert not worker.verify("deadletter", value + b"9", headers)  # tampered (999,999 records)
+    assert not worker.verify("curated.attendance", value, headers)  # replayed on another topic
+    assert not Signer(b"another-key-0123456789abcdef").verify("deadletter", value, headers)
+    assert not worker.verify("deadletter", value, [(MAC_HEADER, headers[MAC_HEADER])] * 2)

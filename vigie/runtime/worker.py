@@ -25,6 +25,7 @@ from sinks.migrate import migrate_up
 from sinks.rows import organizations_frame
 from sinks.warehouse import Warehouse, open_warehouse
 from streams.agents import register_stream_agents
+from streams.signing import Signer
 from streams.stewardship import StewardshipLog
 from vigie.runtime.broker import ensure_pipeline_topics
 from vigie.runtime.stage_pool import Stage, StagePool
@@ -76,15 +77,20 @@ def build_app(settings: Settings) -> WorkerParts:
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
+    # The worker's own topics (curated, dead letters, checked heartbeats) carry its MAC.
+    signer = Signer(stage.ctx.pseudonymizer.key)
     subscription = register_stream_agents(
         app, list(organizations), pool.run,
         StewardshipLog(settings.stewardship_file, settings.stewardship_retention_days), settings,
         concurrency=max(1, processes), discovered=raw_topics_on_broker(settings.broker_url),
+        signer=signer,
     )  # fmt: skip
     # Faust coalesces subscription changes for 45 s by default; a new raw topic (a typo'd CSS
     # code, an unknown dataset) should be read, and dead-lettered, sooner than that.
     app.topics._resubscribe_sleep_lock_seconds = settings.raw_topic_discovery_s  # type: ignore[attr-defined]
-    register_sink_agents(app, warehouse, codec, settings, consent, organizations=list(organizations))
+    register_sink_agents(
+        app, warehouse, codec, settings, consent, organizations=list(organizations), signer=signer
+    )
 
     @app.timer(settings.raw_topic_discovery_s)
     async def discover_raw_topics() -> None:
