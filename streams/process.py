@@ -1,6 +1,8 @@
 """The stream stage as one pure function over a decoded raw batch.
 
-Stages run in order: validate → CSS check → consent gate → de-identify → harmonize.
+Stages run in order: validate → CSS check → consent gate → schools reference → de-identify
+→ harmonize. Everything that leaves is a code of a closed vocabulary, a code of a reference,
+or keyed with the secret key (pseudonyms, record keys, event ids, groups).
 ``process_batch`` knows nothing about Kafka: it takes the CSS and dataset of the
 topic a batch arrived on, the decoded batch and a context; it returns the curated
 records, the refusals and what could not be mapped. Running it twice on the same
@@ -157,7 +159,8 @@ def check_school(dataset: Dataset, batch: dict[str, Any], ctx: StageContext, css
     school: str = batch["school_code"]
     if school in ctx.schools.get(css, {}):
         return None
-    unmapped.append(Unmapped(css, dataset.value, "school_code", school.strip()[:UNMAPPED_VALUE_MAX]))
+    if school.strip():
+        unmapped.append(Unmapped(css, dataset.value, "school_code", school.strip()[:UNMAPPED_VALUE_MAX]))
     return Rejection(Stage.VALIDATE, Reason.UNKNOWN_SCHOOL, _UNKNOWN_SCHOOL, n)
 
 
