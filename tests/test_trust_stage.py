@@ -457,3 +457,41 @@ def test_only_the_worker_signs_its_topics() -> None:
     assert not worker.verify("curated.attendance", value, headers)  # replayed on another topic
     assert not Signer(b"another-key-0123456789abcdef").verify("deadletter", value, headers)
     assert not worker.verify("deadletter", value, [(MAC_HEADER, headers[MAC_HEADER])] * 2)
+
+
+def test_no_reason_is_built_from_a_value() -> None:
+    """The grep of every reason string, as a test: in the stage, a reason is ``reason(field,
+    rule)`` with literal text; the only interpolations are names of ours (a dataset, a kind of
+    topic, a contract) and the wire-format errors, which are literal too."""
+    import ast
+
+    import schemas.wire
+    import streams
+
+    allowed = {"dataset.value", "what", "reader.full_name", "str(exc)"}
+    # The reason's position in each way of building one.
+    builders = {"reason": (0, 1), "_refuse": (1, 2), "RecordRefused": (2,), "Rejection": (2,),
+                "WireFormatError": (0,)}  # fmt: skip
+    checked = interpolated = 0
+    for path in [*Path(streams.__file__).parent.glob("*.py"), Path(schemas.wire.__file__)]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = getattr(node.func, "id", None) if isinstance(node, ast.Call) else None
+            if name not in builders:
+                continue
+            for index in builders[name]:
+                if index >= len(node.args):
+                    continue
+                arg = node.args[index]
+                where = f"{path.name}:{node.lineno}"
+                checked += 1
+                if isinstance(arg, ast.Constant | ast.Name | ast.Attribute):
+                    continue  # a literal, a parameter holding one, or a precomputed reason
+                if isinstance(arg, ast.Call):
+                    assert ast.unparse(arg) in allowed or getattr(arg.func, "id", "") == "reason", where
+                    continue
+                assert isinstance(arg, ast.JoinedStr), f"{where}: {ast.unparse(arg)}"
+                for part in arg.values:
+                    if isinstance(part, ast.FormattedValue):
+                        interpolated += 1
+                        assert ast.unparse(part.value) in allowed, f"{where}: {ast.unparse(part.value)}"
+    assert checked > 30 and interpolated >= 2  # the scan does see what it allows
