@@ -495,3 +495,28 @@ def test_no_reason_is_built_from_a_value() -> None:
                         interpolated += 1
                         assert ast.unparse(part.value) in allowed, f"{where}: {ast.unparse(part.value)}"
     assert checked > 30 and interpolated >= 2  # the scan does see what it allows
+
+
+def test_mappings_report_shows_only_masked_text(tmp_path: Path) -> None:
+    """A stewards' log written in clear by an earlier version: ``vigie mappings report`` shows
+    it masked, and the file is masked and made private on the way."""
+    import json
+    import sqlite3
+
+    from tests.embedded import vigie
+
+    data_dir = tmp_path / "vigie"
+    data_dir.mkdir()
+    path = data_dir / "stewardship.sqlite"
+    StewardshipLog(path).close()
+    with sqlite3.connect(path) as db:  # as the old version stored it: in clear
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        db.execute("INSERT INTO unmapped VALUES ('laval', 'attendance', 'absence_text', "
+                   "'rappeler 514-555-0199 ou jean.tremblay@example.com', 2, ?, ?)", (now, now))  # fmt: skip
+    path.chmod(0o644)
+    for args in (("--json",), ()):
+        out = vigie("mappings", "report", "--css", "laval", *args, data_dir=data_dir).stdout
+        assert "0199" not in out and "tremblay@" not in out and "rappeler" in out
+    [entry] = json.loads(vigie("mappings", "report", "--json", data_dir=data_dir).stdout)
+    assert entry["value"] == "rappeler [téléphone] ou [courriel]" and entry["count"] == 2
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
