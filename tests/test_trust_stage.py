@@ -520,3 +520,21 @@ def test_mappings_report_shows_only_masked_text(tmp_path: Path) -> None:
     [entry] = json.loads(vigie("mappings", "report", "--json", data_dir=data_dir).stdout)
     assert entry["value"] == "rappeler [téléphone] ou [courriel]" and entry["count"] == 2
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("css_code,school_code,name,kind\nlaval,1,A,primaire\nlaval,1,B,primaire\n", "duplicate"),
+     ("css_code,school_code,name,kind\nlaval,1,A,college\n", "kind"),
+     ("css_code,school_code,name,kind\n", "no schools"),
+     ("css,code\nlaval,1\n", "malformed")],
+)  # fmt: skip
+def test_a_malformed_schools_file_is_refused_with_its_line(tmp_path: Path, text: str, message: str) -> None:
+    from schemas.schools import SchoolsError, load_schools
+
+    path = tmp_path / "schools.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SchoolsError, match=message):
+        load_schools(path)
+    with pytest.raises(SchoolsError, match="cannot read"):
+        load_schools(tmp_path / "missing.csv")
