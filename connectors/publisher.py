@@ -19,9 +19,9 @@ from connectors import CONNECTOR_VERSION
 from schemas import metrics
 from schemas.contracts import (
     HEARTBEAT_CONTRACT,
-    HEARTBEAT_TOPIC,
     RAW_RECORDS_FIELD,
     Dataset,
+    heartbeat_topic,
     load_contract,
     raw_contract,
     raw_topic,
@@ -106,7 +106,7 @@ class ConnectorPublisher:
             "connector_version": CONNECTOR_VERSION,
         }
         value = self._codec.encode(load_contract(HEARTBEAT_CONTRACT), beat)
-        self._produce(HEARTBEAT_TOPIC, value, self.css, None)
+        self._produce(heartbeat_topic(self.css), value, self.css, None)
 
     def _produce(self, topic: str, value: bytes, key: str | None, callback: Any) -> None:
         while True:

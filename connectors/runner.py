@@ -28,8 +28,8 @@ from connectors.sources.sql import SqlSource
 from schemas import metrics
 from schemas.contracts import (
     HEARTBEAT_CONTRACT,
-    HEARTBEAT_TOPIC,
     RAW_CONTRACTS,
+    heartbeat_topic,
     load_contract,
     parse_raw_topic,
     raw_topic,
@@ -179,7 +179,7 @@ class Connector:
         }
         try:
             value = self.codec.encode(load_contract(HEARTBEAT_CONTRACT), beat)
-            self.producer.produce(HEARTBEAT_TOPIC, value=value, key=self.config.css)
+            self.producer.produce(heartbeat_topic(self.config.css), value=value, key=self.config.css)
         except Exception as exc:  # a missed heartbeat is itself the signal; never stop for it
             log.warning("heartbeat not sent: %s", type(exc).__name__)
 

@@ -18,6 +18,7 @@ from typing import Any
 from connectors.events import event_id, record_key
 from schemas.contracts import Dataset
 from schemas.organizations import Organization
+from schemas.schools import default_schools, schools_by_kind
 
 FIRST_NAMES = ("Léa", "Noah", "Emma", "William", "Olivia", "Liam", "Florence", "Thomas", "Alice",
                "Jacob", "Charlotte", "Nathan", "Zoé", "Félix", "Rosalie", "Édouard", "Maëlle",
@@ -157,7 +158,10 @@ class SimulatedCss:
         return self.rosters[group]
 
     def school_of(self, group: int) -> str:
-        return f"{self.org.code[:4].upper()}{group // 30:03d}"
+        # Drawn from the schools reference: primary groups (group % 12 < 6) in primary schools.
+        kinds = schools_by_kind(default_schools()[self.org.code])
+        codes = kinds["primaire" if group % 12 < 6 else "secondaire"] or kinds["primaire"]
+        return codes[(group // 12) % len(codes)]
 
     def _identity(self, s: Student) -> dict[str, Any]:
         return {"student_local_id": s.local_id, "code_permanent": s.code_permanent,

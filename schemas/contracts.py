@@ -78,9 +78,14 @@ def curated_contract(dataset: Dataset) -> Contract:
     return load_contract(CURATED_CONTRACTS[dataset])
 
 
-# Topics. Raw topics are per CSS and dataset so that a Kafka ACL on the prefix
-# ``raw.<css>.`` isolates each CSS's connector.
+# Topics. Everything a CSS writes is under its raw prefix ``raw.<css>.`` (datasets, heartbeats,
+# its connector's dead letters), so one Kafka ACL prefix per CSS isolates its connector; the
+# stream stage subscribes to ``raw\..*`` and checks each message against the CSS of its topic.
 RAW_PREFIX = "raw"
+RAW_TOPIC_PATTERN = r"raw\..*"
+HEARTBEAT_KIND = "heartbeat"
+CONNECTOR_DEAD_LETTER_KIND = "deadletter"
+# Written by the worker only (checked heartbeats; the stage's and sinks' dead letters).
 HEARTBEAT_TOPIC = "connector.heartbeats"
 DEAD_LETTER_TOPIC = "deadletter"
 
@@ -89,19 +94,39 @@ def raw_topic(css: str, dataset: Dataset) -> str:
     return f"{RAW_PREFIX}.{css}.{dataset.value}"
 
 
+def heartbeat_topic(css: str) -> str:
+    """Where a CSS's connector sends its heartbeats: a heartbeat counts only for that CSS."""
+    return f"{RAW_PREFIX}.{css}.{HEARTBEAT_KIND}"
+
+
+def connector_dead_letter_topic(css: str) -> str:
+    """Where a CSS's connector sends the rows it refused: they count only for that CSS."""
+    return f"{RAW_PREFIX}.{css}.{CONNECTOR_DEAD_LETTER_KIND}"
+
+
 def curated_topic(dataset: Dataset) -> str:
     return f"curated.{dataset.value}"
 
 
-def parse_raw_topic(topic: str) -> tuple[str, Dataset]:
-    """Return (css, dataset) of a raw topic name; ValueError if it is not one."""
+def split_raw_topic(topic: str) -> tuple[str, str] | None:
+    """(css, kind) of any topic under the raw prefix, known or not; None otherwise."""
     parts = topic.split(".")
-    if len(parts) != 3 or parts[0] != RAW_PREFIX:
-        raise ValueError(f"not a raw topic: {topic!r}")
-    return parts[1], Dataset(parts[2])
+    if len(parts) != 3 or parts[0] != RAW_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def parse_raw_topic(topic: str) -> tuple[str, Dataset]:
+    """Return (css, dataset) of a raw dataset topic; ValueError if it is not one."""
+    parts = split_raw_topic(topic)
+    if parts is None or parts[1] not in {ds.value for ds in Dataset}:
+        raise ValueError("not a raw dataset topic")
+    return parts[0], Dataset(parts[1])
 
 
 def all_topics(organizations: list[str]) -> list[str]:
-    """Every topic the pipeline uses: raw per CSS and dataset, curated, dead letters, heartbeats."""
+    """Every topic the pipeline creates: raw per CSS and dataset, heartbeats per CSS, curated,
+    dead letters, checked heartbeats."""
     raw = [raw_topic(css, ds) for css in organizations for ds in Dataset]
-    return [*raw, *(curated_topic(ds) for ds in Dataset), DEAD_LETTER_TOPIC, HEARTBEAT_TOPIC]
+    beats = [heartbeat_topic(css) for css in organizations]
+    return [*raw, *beats, *(curated_topic(ds) for ds in Dataset), DEAD_LETTER_TOPIC, HEARTBEAT_TOPIC]

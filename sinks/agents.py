@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -41,7 +41,9 @@ from sinks.rows import (
 )
 from sinks.warehouse import Warehouse, WarehouseRejected, WarehouseUnavailable
 from streams.consent import ConsentRegistry, ConsentWatcher
-from streams.curate import RawMessage
+from streams.curate import RawMessage, dead_letter
+from streams.rejection import Reason, Rejection, Stage, reason
+from streams.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -70,34 +72,67 @@ def _sink_agent(
     codec: AvroCodec,
     settings: SinkAgentSettings,
     on_written: Callable[[list[dict[str, Any]]], None] | None = None,
+    signer: Signer | None = None,
 ) -> None:
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
     dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
     dead_contract = load_contract(DEAD_LETTER_CONTRACT)
 
+    def signed(value: bytes) -> dict[str, bytes] | None:
+        return signer.headers(DEAD_LETTER_TOPIC, value) if signer is not None else None
+
     async def run(stream: faust.StreamT[Any]) -> None:
         # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
         stream = cast(faust.Stream[Any], stream)
         async for events in stream.noack_take(settings.sink_batch_max, within=settings.sink_batch_within_s):
-            messages = [
-                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value)
-                for e in events
-            ]
+            messages, forged = _verified(events, signer)
             written, letters = await write_batch(
                 warehouse, sink, messages, codec, settings.sink_retry_max_backoff_s
             )
+            letters += _forged_letters(forged, topic_name)
             if on_written is not None and written:
                 on_written(written)
             if letters and topic_name == DEAD_LETTER_TOPIC:
                 # A dead letter the warehouse refuses cannot become a dead letter again.
                 log.error("the warehouse refused %d dead letters; they stay on %s", len(letters), topic_name)
             elif letters:
-                pending = [await dead.send(value=codec.encode(dead_contract, d)) for d in letters]
+                encoded = [codec.encode(dead_contract, d) for d in letters]
+                pending = [await dead.send(value=v, headers=signed(v)) for v in encoded]
                 await asyncio.gather(*pending)
             for event in events:
                 await stream.ack(event)
 
     app.agent(topic, name=f"sinks.{sink.table}")(run)
+
+
+def _verified(events: Sequence[Any], signer: Signer | None) -> tuple[list[RawMessage], list[RawMessage]]:
+    """The messages the worker's stage or sinks wrote (their MAC verifies), and the others."""
+    good: list[RawMessage] = []
+    forged: list[RawMessage] = []
+    for e in events:
+        m = e.message
+        msg = RawMessage(m.topic, m.partition, m.offset, m.value)
+        ok = signer is None or signer.verify(m.topic, m.value, m.headers)
+        (good if ok else forged).append(msg)
+    return good, forged
+
+
+UNSIGNED = reason("message", "not written by the stream stage (no valid signature)")
+
+
+def _forged_letters(forged: list[RawMessage], topic_name: str) -> list[dict[str, Any]]:
+    """Messages someone else wrote on the worker's topics: never stored. A forged curated batch
+    becomes a dead letter; a forged dead letter or heartbeat is logged and counted only (it
+    stays on its topic)."""
+    if not forged:
+        return []
+    metrics.DEAD_LETTERS.labels(Stage.SINK.value, Reason.UNSIGNED.value).inc(len(forged))
+    log.error("%d unsigned messages on %s refused (not written by the stream stage)", len(forged), topic_name)
+    if topic_name in (DEAD_LETTER_TOPIC, HEARTBEAT_TOPIC):
+        return []
+    now = datetime.now(UTC)
+    rejection = Rejection(Stage.SINK, Reason.UNSIGNED, UNSIGNED, 0)
+    return [dead_letter(msg, rejection, now, None, None) for msg in forged]
 
 
 def _observe_latency(dataset: Dataset) -> Callable[[list[dict[str, Any]]], None]:
@@ -113,8 +148,18 @@ def _observe_latency(dataset: Dataset) -> Callable[[list[dict[str, Any]]], None]
     return observe
 
 
-def _observe_heartbeats(beats: list[dict[str, Any]]) -> None:
-    """The connectors' health as gauges of the worker, so one scrape covers every CSS."""
+def _observe_heartbeats(known: Collection[str]) -> Callable[[list[dict[str, Any]]], None]:
+    """The connectors' health as gauges of the worker, so one scrape covers every CSS. The
+    stage checked each heartbeat against its topic's CSS; a label is still only ever an
+    organization of the reference (a Prometheus label is forever, and read by everyone)."""
+
+    def observe(beats: list[dict[str, Any]]) -> None:
+        _observe_known_heartbeats([b for b in beats if b["css"] in known])
+
+    return observe
+
+
+def _observe_known_heartbeats(beats: list[dict[str, Any]]) -> None:
     received = datetime.now(UTC).timestamp()
     for beat in beats:
         css = beat["css"]
@@ -130,9 +175,12 @@ def register_sink_agents(
     codec: AvroCodec,
     settings: SinkAgentSettings,
     consent: ConsentWatcher,
+    organizations: Collection[str] = (),
+    signer: Signer | None = None,
 ) -> None:
     """Declare one sink agent per curated dataset, plus dead letters and heartbeats, and keep
-    the warehouse's copy of the consent registry current."""
+    the warehouse's copy of the consent registry current. Heartbeats count only for
+    ``organizations``. With a ``signer``, only messages the worker signed are stored."""
     for dataset in Dataset:
 
         def to_frame(batches: list[dict[str, Any]], ds: Dataset = dataset) -> pd.DataFrame:
@@ -140,11 +188,13 @@ def register_sink_agents(
             return fact_frame(ds, batches, retention_by_css(consent.current(), ds))
 
         sink = TableSink(FACT_TABLES[dataset], curated_contract(dataset), to_frame, dataset=dataset.value)
-        _sink_agent(app, curated_topic(dataset), sink, warehouse, codec, settings, _observe_latency(dataset))
+        observe_latency = _observe_latency(dataset)
+        _sink_agent(app, curated_topic(dataset), sink, warehouse, codec, settings, observe_latency, signer)
     dead_letters = TableSink("dead_letters", load_contract(DEAD_LETTER_CONTRACT), dead_letter_frame)
-    _sink_agent(app, DEAD_LETTER_TOPIC, dead_letters, warehouse, codec, settings)
+    _sink_agent(app, DEAD_LETTER_TOPIC, dead_letters, warehouse, codec, settings, None, signer)
     heartbeats = TableSink("connector_heartbeats", load_contract(HEARTBEAT_CONTRACT), heartbeat_frame)
-    _sink_agent(app, HEARTBEAT_TOPIC, heartbeats, warehouse, codec, settings, _observe_heartbeats)
+    observe = _observe_heartbeats(organizations)
+    _sink_agent(app, HEARTBEAT_TOPIC, heartbeats, warehouse, codec, settings, observe, signer)
 
     written: dict[str, ConsentRegistry | None] = {"registry": None}
 

@@ -9,7 +9,14 @@ from typing import Any
 
 import pandas as pd
 
-from schemas.contracts import CURATED_RECORDS_FIELD, Dataset
+from schemas.contracts import (
+    CONNECTOR_DEAD_LETTER_KIND,
+    CURATED_RECORDS_FIELD,
+    HEARTBEAT_KIND,
+    RAW_PREFIX,
+    Dataset,
+    split_raw_topic,
+)
 from schemas.organizations import Organization
 from streams.consent import ConsentRegistry
 
@@ -64,7 +71,8 @@ def fact_frame(
         frame[column] = pd.to_datetime(frame[column])
     # The connector's detection time orders the versions of a source row: a late
     # redelivery of an old version never replaces a newer one.
-    frame["row_version"] = frame["detected_at"].dt.as_unit("ms").astype("int64")
+    # The stage refuses times outside [2000, now + 1 day]; never let one wrap UInt64 anyway.
+    frame["row_version"] = frame["detected_at"].dt.as_unit("ms").astype("int64").clip(lower=0)
     frame["is_deleted"] = frame.pop("deleted").astype("uint8")
     retention = retention_days or (lambda _css: FALLBACK_RETENTION_DAYS)
     days = {css: retention(css) for css in frame["css"].unique()}
@@ -90,9 +98,29 @@ def consent_frame(consent: ConsentRegistry, loaded_at: datetime) -> pd.DataFrame
     )  # fmt: skip
 
 
+UNKNOWN_RAW_TOPIC = f"{RAW_PREFIX}.(inconnu)"
+_RAW_KINDS = frozenset({*(ds.value for ds in Dataset), HEARTBEAT_KIND, CONNECTOR_DEAD_LETTER_KIND})
+
+
+def stored_topic(topic: str, css: str | None) -> str:
+    """The source topic as the warehouse keeps it: a raw topic's name is chosen by whoever
+    created it ("raw.jean-tremblay.x"), so it is kept only when it is a known organization's
+    (the stage sets ``css`` only for organizations of the reference) of a known kind."""
+    parts = split_raw_topic(topic)
+    if parts is None:
+        return UNKNOWN_RAW_TOPIC if topic.startswith(f"{RAW_PREFIX}.") else topic
+    if css is None or parts[0] != css or parts[1] not in _RAW_KINDS:
+        return UNKNOWN_RAW_TOPIC
+    return topic
+
+
 def dead_letter_frame(letters: list[dict[str, Any]]) -> pd.DataFrame:
-    """Dead letters without their payload: the warehouse never holds original bytes."""
-    return pd.DataFrame([{c: d[c] for c in DEAD_LETTER_COLUMNS} for d in letters])
+    """Dead letters without their payload: the warehouse never holds original bytes, nor a
+    topic name nobody vetted."""
+    rows = [{c: d[c] for c in DEAD_LETTER_COLUMNS} for d in letters]
+    for row in rows:
+        row["source_topic"] = stored_topic(row["source_topic"], row["css"])
+    return pd.DataFrame(rows)
 
 
 def heartbeat_frame(beats: list[dict[str, Any]]) -> pd.DataFrame:

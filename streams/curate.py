@@ -8,25 +8,29 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas import metrics
 from schemas.contracts import (
+    CONNECTOR_DEAD_LETTER_KIND,
     CURATED_RECORDS_FIELD,
     DEAD_LETTER_CONTRACT,
+    HEARTBEAT_CONTRACT,
+    HEARTBEAT_KIND,
     RAW_RECORDS_FIELD,
     Dataset,
     curated_contract,
     load_contract,
-    parse_raw_topic,
     raw_contract,
+    split_raw_topic,
 )
 from schemas.wire import AvroCodec, WireFormatError
 from streams.harmonize import Unmapped
 from streams.process import StageContext, process_batch
-from streams.rejection import Reason, Rejection, Stage
+from streams.rejection import Reason, Rejection, Stage, reason
+from streams.status import check_connector_dead_letter, check_heartbeat
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class StageOutput:
 
     curated: list[tuple[Dataset, bytes]] = field(default_factory=list)
     dead_letters: list[bytes] = field(default_factory=list)
+    heartbeats: list[bytes] = field(default_factory=list)  # checked, for the heartbeat topic
     curated_records: int = 0
     unmapped: Counter[Unmapped] = field(default_factory=Counter)
     messages: Counter[str] = field(default_factory=Counter)  # by dataset
@@ -61,13 +66,15 @@ def record_metrics(out: StageOutput) -> None:
         metrics.STREAM_MESSAGES.labels(dataset).inc(n)
     for (dataset, css, outcome), n in out.records.items():
         metrics.STREAM_RECORDS.labels(dataset, css, outcome).inc(n)
-    for (stage, reason), n in out.refusals.items():
-        metrics.DEAD_LETTERS.labels(stage, reason).inc(n)
+    for (stage, code), n in out.refusals.items():
+        metrics.DEAD_LETTERS.labels(stage, code).inc(n)
     for (css, dataset), at in out.last_event_at.items():
         metrics.CSS_LAST_EVENT.labels(css, dataset).set(at)
 
 
 def _dead_letter_id(msg: RawMessage, suffix: str) -> str:
+    # The suffix is a keyed event id or a reason code: nothing here is computable from a
+    # local student number without the key.
     key = f"{msg.topic}\x1f{msg.partition}\x1f{msg.offset}\x1f{suffix}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -82,7 +89,8 @@ def dead_letter(
 ) -> dict[str, Any]:
     """The dead-letter record for one refusal. The payload is the original message, or for a
     refusal about one record that record alone (same raw contract); none where nothing may
-    be kept."""
+    be kept. ``event_id`` is the keyed one (the warehouse keeps this record, not the payload);
+    ``css`` is None unless it names an organization of the reference."""
     return {
         "dead_letter_id": _dead_letter_id(msg, rejection.event_id or rejection.reason_code),
         "failed_at": now,
@@ -105,6 +113,10 @@ def dead_letter(
 CURATED_MAX_RECORDS = 2_000
 
 
+def _undecodable(exc: WireFormatError) -> Rejection:
+    return Rejection(Stage.DECODE, Reason.UNDECODABLE, reason("message", str(exc)), 0)
+
+
 def curate_messages(
     messages: list[RawMessage],
     ctx: StageContext,
@@ -113,38 +125,74 @@ def curate_messages(
     max_records: int = CURATED_MAX_RECORDS,
 ) -> StageOutput:
     """Run the stream stage over a batch of raw messages; curated records leave in messages
-    of at most ``max_records`` each."""
+    of at most ``max_records`` each. Anything under the raw prefix is accounted for: a topic
+    of an unknown organization or of an unknown kind becomes a dead letter, heartbeats and a
+    connector's dead letters count only for the CSS of their topic."""
     now = datetime.now(UTC)
     curated: dict[Dataset, list[dict[str, Any]]] = defaultdict(list)
     letters: list[dict[str, Any]] = []
     out = StageOutput()
+    p = ctx.pseudonymizer
+    datasets = {ds.value: ds for ds in Dataset}
     for msg in messages:
-        try:
-            css, dataset = parse_raw_topic(msg.topic)
-        except ValueError:
-            rejection = Rejection(Stage.DECODE, Reason.UNKNOWN_TOPIC, "not a raw topic", 0)
+        parts = split_raw_topic(msg.topic)
+        if parts is None:
+            rejection = Rejection(Stage.DECODE, Reason.UNKNOWN_TOPIC, reason("topic", "not a raw topic"), 0)
             letters.append(dead_letter(msg, rejection, now, None, None))
+            continue
+        css, kind = parts
+        known = css if css in ctx.organizations else None
+        if kind in (HEARTBEAT_KIND, CONNECTOR_DEAD_LETTER_KIND):
+            contract = load_contract(HEARTBEAT_CONTRACT if kind == HEARTBEAT_KIND else DEAD_LETTER_CONTRACT)
+            try:
+                record = codec.decode(msg.value, contract)
+            except WireFormatError as exc:
+                letters.append(dead_letter(msg, _undecodable(exc), now, known, None))
+                continue
+            if kind == HEARTBEAT_KIND:
+                checked = check_heartbeat(css, record, ctx, now)
+                if isinstance(checked, Rejection):
+                    letters.append(dead_letter(msg, checked, now, known, None))
+                else:
+                    out.heartbeats.append(codec.encode(contract, checked))
+            else:
+                verdict = check_connector_dead_letter(
+                    css, record, ctx, now, msg.topic, msg.partition, msg.offset
+                )
+                if isinstance(verdict, Rejection):
+                    letters.append(dead_letter(msg, verdict, now, known, None))
+                else:
+                    letters.append(verdict)
+            continue
+        dataset = datasets.get(kind)
+        if dataset is None:
+            rejection = Rejection(
+                Stage.DECODE, Reason.UNKNOWN_DATASET, reason("topic", "names no dataset of the contracts"), 0
+            )
+            letters.append(dead_letter(msg, rejection, now, known, None))
             continue
         out.messages[dataset.value] += 1
         try:
             batch = codec.decode(msg.value, raw_contract(dataset))
         except WireFormatError as exc:
-            rejection = Rejection(Stage.DECODE, Reason.UNDECODABLE, str(exc), 0)
-            letters.append(dead_letter(msg, rejection, now, css, dataset))
+            letters.append(dead_letter(msg, _undecodable(exc), now, known, dataset))
             continue
         outcome = process_batch(css, dataset, batch, ctx)
         curated[dataset].extend(outcome.records)
-        out.records[(dataset.value, css, "curated")] += len(outcome.records)
+        label = known or "inconnu"  # a Prometheus label: never a string the sender chose
+        out.records[(dataset.value, label, "curated")] += len(outcome.records)
         if outcome.records:
             out.last_event_at[(css, dataset.value)] = now.timestamp()
-        out.unmapped.update(outcome.unmapped)
+        out.unmapped.update(u for u in outcome.unmapped if known)
         for rejection in outcome.rejections:
             payload = None
             if rejection.record is not None:
                 single = {**batch, RAW_RECORDS_FIELD[dataset]: [rejection.record]}
                 payload = codec.encode(raw_contract(dataset), single)
-            letters.append(dead_letter(msg, rejection, now, css, dataset, payload))
-            out.records[(dataset.value, css, rejection.reason_code)] += rejection.record_count
+            if rejection.event_id:
+                rejection = replace(rejection, event_id=p.event_id(css, rejection.event_id))
+            letters.append(dead_letter(msg, rejection, now, known, dataset, payload))
+            out.records[(dataset.value, label, rejection.reason_code)] += rejection.record_count
     for dataset, records in curated.items():
         for start in range(0, len(records), max_records):
             chunk = records[start : start + max_records]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.absence import AbsenceClassifier
-from streams.rejection import Reason, RecordRefused, Stage
+from streams.rejection import Reason, RecordRefused, Stage, reason
 
 BANDS = ("0-60", "61-74", "75-100")
 PASS_MARK = 60.0
@@ -22,8 +22,8 @@ PASS_WORDS = {"S", "P", "PASS", "REUSSI", "RÉUSSI", "R+"}
 FAIL_WORDS = {"R", "F", "FAIL", "ECHEC", "ÉCHEC", "E-"}
 
 
-def _refuse(reason: Reason, message: str) -> RecordRefused:
-    return RecordRefused(Stage.HARMONIZE, reason, message)
+def _refuse(code: Reason, field: str, rule: str) -> RecordRefused:
+    return RecordRefused(Stage.HARMONIZE, code, reason(field, rule))
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class Harmonizer:
         """Canonical attendance status; an unknown status code refuses the record."""
         status = self._status.get(code.strip().upper())
         if status is None:
-            raise _refuse(Reason.UNKNOWN_STATUS, f"unknown attendance status code {code.strip()[:8]!r}")
+            raise _refuse(Reason.UNKNOWN_STATUS, "status_code", "not in the attendance status mapping")
         return status
 
     def grade(self, scale: str, result: str) -> GradeResult:
@@ -129,21 +129,21 @@ class Harmonizer:
             try:
                 percent = float(value.replace(",", ".").rstrip("%"))
             except ValueError:
-                raise _refuse(Reason.INVALID_GRADE, f"result {value[:8]!r} is not a percent") from None
+                raise _refuse(Reason.INVALID_GRADE, "result", "not a number on the percent scale") from None
             if not 0 <= percent <= 100:
-                raise _refuse(Reason.INVALID_GRADE, f"percent {percent} outside 0-100")
+                raise _refuse(Reason.INVALID_GRADE, "result", "percent outside zero to one hundred")
         elif scale == "letter":
             if value not in self._letters:
-                raise _refuse(Reason.INVALID_GRADE, f"unknown letter grade {value[:4]!r}")
+                raise _refuse(Reason.INVALID_GRADE, "result", "not in the letter grade mapping")
             percent = self._letters[value]
         elif scale == "pass_fail":
             if value in PASS_WORDS:
                 return GradeResult(None, None, True)
             if value in FAIL_WORDS:
                 return GradeResult(None, None, False)
-            raise _refuse(Reason.INVALID_GRADE, f"unknown pass/fail result {value[:8]!r}")
+            raise _refuse(Reason.INVALID_GRADE, "result", "not a pass or fail word")
         else:
-            raise _refuse(Reason.INVALID_GRADE, f"unknown grading scale {scale[:16]!r}")
+            raise _refuse(Reason.INVALID_GRADE, "scale", "not percent, letter or pass_fail")
         return GradeResult(percent, band_of(percent), percent >= PASS_MARK)
 
     def job_class(self, css: str, code: str) -> str | None:

@@ -1,6 +1,8 @@
 """The stream stage as one pure function over a decoded raw batch.
 
-Stages run in order: validate → CSS check → consent gate → de-identify → harmonize.
+Stages run in order: validate → CSS check → consent gate → schools reference → de-identify
+→ harmonize. Everything that leaves is a code of a closed vocabulary, a code of a reference,
+or keyed with the secret key (pseudonyms, record keys, event ids, groups).
 ``process_batch`` knows nothing about Kafka: it takes the CSS and dataset of the
 topic a batch arrived on, the decoded batch and a context; it returns the curated
 records, the refusals and what could not be mapped. Running it twice on the same
@@ -16,11 +18,12 @@ from typing import Any, Protocol
 
 from schemas.contracts import RAW_RECORDS_FIELD, Dataset
 from schemas.organizations import Organization
+from schemas.schools import School
 from streams.deidentify import staff_identity, student_identity
-from streams.harmonize import Harmonizer, Unmapped
+from streams.harmonize import UNMAPPED_VALUE_MAX, Harmonizer, Unmapped
 from streams.pseudonymize import Pseudonymizer
-from streams.rejection import Reason, RecordRefused, Rejection, Stage
-from streams.validate import validate_record
+from streams.rejection import Reason, RecordRefused, Rejection, Stage, reason
+from streams.validate import normalize_level, validate_record
 
 
 class ConsentSource(Protocol):
@@ -46,6 +49,7 @@ class StageContext:
     consent: ConsentSource
     pseudonymizer: Pseudonymizer
     harmonizer: Harmonizer
+    schools: dict[str, dict[str, School]]
     today: Callable[[], date] = date.today
 
 
@@ -56,14 +60,20 @@ def _times(rec: dict[str, Any]) -> dict[str, Any]:
     return {"occurred_at": rec["occurred_at"], "detected_at": rec["detected_at"]}
 
 
-def _identity(rec: dict[str, Any], css: str) -> dict[str, Any]:
-    """The event's ids and whether it deletes its source row."""
+def _identity(rec: dict[str, Any], css: str, p: Pseudonymizer) -> dict[str, Any]:
+    """The event's ids, keyed (the connector's are public UUIDv5 of the source key, which
+    holds the local student number), and whether it deletes its source row."""
     return {
-        "event_id": rec["event_id"],
-        "record_key": rec["record_key"] or rec["event_id"],
+        "event_id": p.event_id(css, rec["event_id"]),
+        "record_key": p.record_key(css, rec["record_key"] or rec["event_id"]),
         "deleted": rec["op"] == "delete",
         "css": css,
     }
+
+
+def _group(batch: dict[str, Any], css: str, p: Pseudonymizer) -> str:
+    """The group, keyed: a local group code is free text ("Groupe de Mme Tremblay")."""
+    return p.keyed(css, "group", f"{batch['school_code']}\x1f{batch['group_code'].strip()}")
 
 
 def _attendance(
@@ -71,9 +81,9 @@ def _attendance(
 ) -> dict[str, Any]:
     on: date = batch["sheet_date"]
     return {
-        **_identity(rec, css),
+        **_identity(rec, css, ctx.pseudonymizer),
         "school_code": batch["school_code"],
-        "group_code": batch["group_code"],
+        "group_code": _group(batch, css, ctx.pseudonymizer),
         "period": batch["period"],
         "sheet_date": on,
         **student_identity(css, rec, on, ctx.pseudonymizer),
@@ -87,10 +97,10 @@ def _grades(
 ) -> dict[str, Any]:
     on: date = batch["evaluation_date"]
     return {
-        **_identity(rec, css),
+        **_identity(rec, css, ctx.pseudonymizer),
         "school_code": batch["school_code"],
-        "group_code": batch["group_code"],
-        "level": batch["level"],
+        "group_code": _group(batch, css, ctx.pseudonymizer),
+        "level": normalize_level(batch["level"]),
         "etape": batch["etape"],
         "evaluation_date": on,
         **student_identity(css, rec, on, ctx.pseudonymizer),
@@ -103,8 +113,12 @@ def _staff(
     _batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
 ) -> dict[str, Any]:
     on: date = rec["effective_date"]
+    school = rec["school_code"]
+    if school is not None and school not in ctx.schools.get(css, {}):
+        unmapped.append(Unmapped(css, "staff", "school_code", school.strip()[:UNMAPPED_VALUE_MAX]))
+        raise RecordRefused(Stage.VALIDATE, Reason.UNKNOWN_SCHOOL, _UNKNOWN_SCHOOL)
     return {
-        **_identity(rec, css),
+        **_identity(rec, css, ctx.pseudonymizer),
         **staff_identity(css, rec, on, ctx.pseudonymizer),
         **ctx.harmonizer.staff(css, rec, unmapped),
         "change_type": rec["change_type"],
@@ -133,13 +147,35 @@ def _consent_date(dataset: Dataset, batch: dict[str, Any], today: date) -> date:
     return today
 
 
+_UNKNOWN_SCHOOL = reason("school_code", "not a school of this organization in the schools reference")
+
+
+def check_school(dataset: Dataset, batch: dict[str, Any], ctx: StageContext, css: str, n: int,
+                 unmapped: list[Unmapped]) -> Rejection | None:  # fmt: skip
+    """A sheet's or an evaluation's school must be one of its CSS's schools (reference); an
+    unknown one is refused whole and shown to the stewards."""
+    if dataset is Dataset.STAFF:
+        return None  # per record, in _staff
+    school: str = batch["school_code"]
+    if school in ctx.schools.get(css, {}):
+        return None
+    if school.strip():
+        unmapped.append(Unmapped(css, dataset.value, "school_code", school.strip()[:UNMAPPED_VALUE_MAX]))
+    return Rejection(Stage.VALIDATE, Reason.UNKNOWN_SCHOOL, _UNKNOWN_SCHOOL, n)
+
+
 def check_css(topic_css: str, batch: dict[str, Any], ctx: StageContext, n: int) -> Rejection | None:
     """The organization must be known, and a connector may publish only for its own CSS."""
     if topic_css not in ctx.organizations:
-        return Rejection(Stage.CSS_CHECK, Reason.UNKNOWN_CSS, "topic names an unknown organization", n)
+        return Rejection(
+            Stage.CSS_CHECK, Reason.UNKNOWN_CSS, reason("topic", "names no organization of the reference"), n
+        )
     if batch["css"] != topic_css:
         return Rejection(
-            Stage.CSS_CHECK, Reason.CSS_MISMATCH, "payload CSS differs from the CSS of its raw topic", n
+            Stage.CSS_CHECK,
+            Reason.CSS_MISMATCH,
+            reason("css", "differs from the organization of its raw topic"),
+            n,
         )
     return None
 
@@ -165,9 +201,11 @@ def process_batch(topic_css: str, dataset: Dataset, batch: dict[str, Any], ctx: 
     if batch_refusal is None and not consented:
         # Neither forwarded nor kept: only counted, so the status view can show "no consent".
         batch_refusal = Rejection(
-            Stage.CONSENT, Reason.NO_CONSENT, f"no valid consent for dataset {dataset.value}",
+            Stage.CONSENT, Reason.NO_CONSENT, reason("dataset", f"no valid consent to {dataset.value}"),
             len(valid), keep_payload=False,
         )  # fmt: skip
+    if batch_refusal is None:
+        batch_refusal = check_school(dataset, batch, ctx, topic_css, len(valid), out.unmapped)
     if batch_refusal is not None:
         out.rejections.append(batch_refusal)
         return out

@@ -44,6 +44,21 @@ class Pseudonymizer:
         """Pseudonym of a person of ``kind`` (student, staff) known as ``local_id`` in ``css``."""
         return self._cached(css, kind, local_id)  # type: ignore[attr-defined]
 
+    def keyed(self, css: str, kind: str, value: str) -> str:
+        """Keyed id of anything else that could lead back to a person (``kind`` separates the
+        uses: record, event, group). Not cached: event ids are seen about once each."""
+        return self._compute(css, kind, value)
+
+    def record_key(self, css: str, raw_record_key: str) -> str:
+        """The source row's id after the stage: deterministic, so a correction still replaces
+        its row, and useless without the key (the connector's id is a public UUIDv5 of the
+        source key, which holds the local student number)."""
+        return self._compute(css, "record", raw_record_key)
+
+    def event_id(self, css: str, raw_event_id: str) -> str:
+        """The event's id after the stage (a redelivery keeps its id, so it is deduplicated)."""
+        return self._compute(css, "event", raw_event_id)
+
 
 def derive_key_id(key: bytes) -> str:
     """A short public fingerprint of a key (SHA-256 of the key, not reversible)."""

@@ -29,11 +29,21 @@ class Reason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     UNKNOWN_VALUE = "unknown_value"
     UNKNOWN_CSS = "unknown_css"
+    UNKNOWN_DATASET = "unknown_dataset"
+    UNKNOWN_SCHOOL = "unknown_school"
     CSS_MISMATCH = "css_mismatch"
     NO_CONSENT = "no_consent"
     UNKNOWN_STATUS = "unknown_status"
     INVALID_GRADE = "invalid_grade"
     WAREHOUSE_REJECTED = "warehouse_rejected"
+    UNSIGNED = "unsigned"
+
+
+def reason(field: str, rule: str) -> str:
+    """A refusal's human-readable reason: the field and the rule it broke, never the value
+    (reasons reach the warehouse, which CSS and ministry roles read; the value stays in the
+    dead letter's payload, on the dead-letter topic inside the identified zone)."""
+    return f"{field}: {rule}"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from schemas.organizations import Organization, load_organizations
+from schemas.schools import School, load_schools
 from schemas.wire import AvroCodec
 from sinks.migrate import migrate_up
 from sinks.warehouse import ChdbWarehouse
@@ -41,8 +42,13 @@ def consent() -> ConsentRegistry:
 
 
 @pytest.fixture(scope="session")
-def stage_context(organizations, consent, harmonizer) -> StageContext:
-    return StageContext(organizations, consent, Pseudonymizer(TEST_KEY, "ktest"), harmonizer)
+def schools() -> dict[str, dict[str, School]]:
+    return load_schools(SETTINGS.schools_file)
+
+
+@pytest.fixture(scope="session")
+def stage_context(organizations, consent, harmonizer, schools) -> StageContext:
+    return StageContext(organizations, consent, Pseudonymizer(TEST_KEY, "ktest"), harmonizer, schools)
 
 
 @pytest.fixture(scope="session")

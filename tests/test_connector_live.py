@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.config import load_connector_config
 from connectors.runner import Connector
-from schemas.contracts import HEARTBEAT_TOPIC, Dataset, raw_contract, raw_topic
+from schemas.contracts import Dataset, heartbeat_topic, raw_contract, raw_topic
 from schemas.wire import AvroCodec
 from tests.connector_fixtures import SourceTable, attendance_row
 from tests.embedded import TEST_ENV, wait_for
@@ -30,7 +30,7 @@ TOPIC = raw_topic("laval", Dataset.ATTENDANCE)
 @pytest.fixture
 def broker(tmp_path: Path):
     b = TansuBroker(0, tmp_path / "tansu.log").start()
-    ensure_topics(b.bootstrap, [*(raw_topic("laval", ds) for ds in Dataset), HEARTBEAT_TOPIC])
+    ensure_topics(b.bootstrap, [*(raw_topic("laval", ds) for ds in Dataset), heartbeat_topic("laval")])
     yield b
     b.stop()
 
@@ -108,7 +108,7 @@ def test_connector_sends_changes_and_heartbeats(tmp_path, broker, registry, code
     beats = Consumer(
         {"bootstrap.servers": broker.bootstrap, "group.id": "hb", "auto.offset.reset": "earliest"}
     )
-    beats.assign([TopicPartition(HEARTBEAT_TOPIC, 0, OFFSET_BEGINNING)])
+    beats.assign([TopicPartition(heartbeat_topic("laval"), 0, OFFSET_BEGINNING)])
     try:
         got = beats.consume(10, timeout=10)
         assert any(m.error() is None for m in got)
@@ -174,7 +174,7 @@ def test_broker_outage_outbox_holds_then_drains(tmp_path, broker, registry, code
         assert _outbox_depth(config.outbox) > 0
 
         broker.start()  # same port; Tansu keeps nothing, so the topics are created again
-        ensure_topics(broker.bootstrap, [TOPIC, HEARTBEAT_TOPIC])
+        ensure_topics(broker.bootstrap, [TOPIC, heartbeat_topic("laval")])
         reader = TopicReader(broker.bootstrap, TOPIC, codec, marks=before)
         table.insert([attendance_row(200 + n, group="after") for n in range(100)])
         wait_for(lambda: len({m["record_key"] for m in reader.marks}) >= 300, 120, "all rows", every_s=0.5)

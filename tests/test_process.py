@@ -10,11 +10,18 @@ from hypothesis import strategies as st
 
 from connectors.simulator import SimulatedCss
 from schemas.contracts import Dataset
+from schemas.schools import default_schools
 from streams.absence import CANONICAL_REASONS
 from streams.process import StageContext, process_batch
 
 NOW = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 20)
+
+
+def a_school(css: str) -> str:
+    """A school of ``css`` in the reference (any other code is refused)."""
+    return next(iter(default_schools()[css]))
+
 
 # Six letters at least: a shorter string may occur by chance inside a hex pseudonym.
 names = st.text(st.characters(codec="utf-8", categories=("L",)), min_size=6, max_size=20)
@@ -44,7 +51,7 @@ def test_no_identifier_reaches_a_curated_attendance_record(
             "student_local_id": "S-1", "code_permanent": cp, "first_name": first,
             "last_name": last, "birth_date": birth, "postal_code": postal, "status_code": "A",
             "absence_code": None, "absence_text": text, "occurred_at": NOW, "detected_at": NOW}  # fmt: skip
-    batch = {"css": "phares", "source_system": "GPI", "school_code": "PHA001", "group_code": "G1",
+    batch = {"css": "phares", "source_system": "GPI", "school_code": a_school("phares"), "group_code": "G1",
              "period": 2, "sheet_date": TODAY, "marks": [mark]}  # fmt: skip
     out = process_batch("phares", Dataset.ATTENDANCE, batch, stage_context)
     [record] = out.records
@@ -65,7 +72,7 @@ def test_no_identifier_reaches_a_curated_staff_record(
     change = {"event_id": "e1", "record_key": "r1", "op": "upsert",
               "employee_number": number, "first_name": first, "last_name": last,
               "birth_date": birth, "email": email, "phone": phone, "job_code": "ENS",
-              "change_type": "leave_start", "leave_type": "MAL", "school_code": "X1",
+              "change_type": "leave_start", "leave_type": "MAL", "school_code": a_school("laval"),
               "legally_qualified": True, "effective_date": TODAY,
               "occurred_at": NOW, "detected_at": NOW}  # fmt: skip
     batch = {"css": "laval", "source_system": "HR", "changes": [change]}

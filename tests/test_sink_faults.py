@@ -24,6 +24,7 @@ from connectors.simulator import last_school_day
 from schemas.contracts import Dataset, raw_contract
 from schemas.wire import AvroCodec
 from sinks.warehouse import ClickHouseWarehouse, WarehouseUnavailable
+from streams.pseudonymize import Pseudonymizer
 from tests.embedded import (
     TEST_ENV,
     WarehouseProcess,
@@ -41,8 +42,11 @@ DAY = last_school_day(datetime.now(UTC).date())
 
 
 def _record_keys(codec: AvroCodec, messages: list[tuple[str, bytes]]) -> set[str]:
+    """The record keys the warehouse must hold: the connectors', keyed by the stage."""
     contract = raw_contract(Dataset.ATTENDANCE)
-    return {m["record_key"] for _, value in messages for m in codec.decode(value, contract)["marks"]}
+    keyed = Pseudonymizer(TEST_ENV["VIGIE_PSEUDONYM_KEY"].encode(), "k").record_key
+    batches = [codec.decode(value, contract) for _, value in messages]
+    return {keyed(b["css"], m["record_key"]) for b in batches for m in b["marks"]}
 
 
 @pytest.fixture

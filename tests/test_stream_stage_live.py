@@ -14,7 +14,8 @@ from connectors.publisher import ConnectorPublisher, flush, make_producer
 from connectors.simulator import SimulatedCss
 from schemas.contracts import DEAD_LETTER_TOPIC, Dataset, load_contract
 from schemas.wire import AvroCodec
-from tests.embedded import dump_warehouse, status_json, vigie, vigie_up, wait_for
+from streams.pseudonymize import Pseudonymizer
+from tests.embedded import TEST_ENV, dump_warehouse, status_json, vigie, vigie_up, wait_for
 from vigie.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -114,20 +115,25 @@ def test_refusals_consent_reload_and_stewardship(tmp_path: Path, organizations) 
         bad = by_reason[("unknown_status", "laval")]
         # The dead letter carries the original record alone, readable with the raw contract.
         original = codec.decode(bad["payload"], load_contract("raw_attendance_sheet.v1.avsc"))
-        assert [m["event_id"] for m in original["marks"]] == [bad["event_id"]]
+        assert [m["event_id"] for m in original["marks"]] == [sheet["marks"][0]["event_id"]]
         assert proc.poll() is None, "the worker keeps running"
 
     mismatch = by_reason[("css_mismatch", "montreal")]
     assert mismatch["stage"] == "css_check" and mismatch["record_count"] == len(spoofed["marks"])
-    assert bad["event_id"] == sheet["marks"][0]["event_id"]
+    # Ids after the stage are keyed (the warehouse keeps dead letters without their payload).
+    keyed = Pseudonymizer(TEST_ENV["VIGIE_PSEUDONYM_KEY"].encode(), "k").event_id
+    assert bad["event_id"] == keyed("laval", sheet["marks"][0]["event_id"])
     withheld = by_reason[("no_consent", "sorel-tracy")]
     assert withheld["payload"] is None
 
     tables = dump_warehouse(data_dir)
     stored = {r["event_id"] for r in tables["attendance_marks"]}
-    assert not stored & {m["event_id"] for m in spoofed["marks"]}
-    assert sheet["marks"][0]["event_id"] not in stored
+    assert not stored & {keyed(c, m["event_id"]) for m in spoofed["marks"] for c in ("laval", "montreal")}
+    assert keyed("laval", sheet["marks"][0]["event_id"]) not in stored
+    assert len(stored) == len(sheet["marks"]) - 1 + mtl_marks
     assert {r["event_id"] for r in tables["staff_changes"]} == {
-        c["event_id"] for c in second_staff["changes"]
+        keyed("sorel-tracy", c["event_id"]) for c in second_staff["changes"]
     }
+    raw_ids = {m["event_id"] for m in sheet["marks"]} | {c["event_id"] for c in second_staff["changes"]}
+    assert not raw_ids & (stored | {d["event_id"] for d in tables["dead_letters"]})
     assert "13X" not in json.dumps(tables)  # unmapped codes are for stewards, not the warehouse

@@ -501,7 +501,7 @@ def mappings_report(
         raise _fail(f"unknown organization code {css!r}", 2)
     entries = []
     if settings.stewardship_file.exists():
-        log = StewardshipLog(settings.stewardship_file)
+        log = StewardshipLog(settings.stewardship_file, settings.stewardship_retention_days)
         try:
             entries = log.report(css)
         finally:

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
 
     organizations_file: Path = SCHEMAS_DIR / "reference" / "organizations.csv"
+    schools_file: Path = Field(
+        SCHEMAS_DIR / "reference" / "schools.csv",
+        description="Schools of each organization: a school code outside it is refused by the stage.",
+    )
     consent_file: Path = STREAMS_DIR / "mappings" / "consent.csv"
     mappings_dir: Path = STREAMS_DIR / "mappings"
 
@@ -93,6 +97,12 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = 6.0
     pipeline_metrics_interval_s: float = Field(10.0, description="How often consumer lag is measured.")
     log_level: str = "INFO"
+    raw_topic_discovery_s: float = Field(
+        10.0, gt=0, description="How often the worker looks for new raw topics (unknown CSS or dataset)."
+    )
+    stewardship_retention_days: int = Field(
+        30, ge=1, description="Days the stewards' log keeps an unmapped or refused value."
+    )
     embedded: bool = Field(
         False, description="Set by `vigie up` for its worker: allows a generated pseudonym key."
     )

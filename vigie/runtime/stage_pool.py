@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from schemas.organizations import load_organizations
+from schemas.schools import load_schools
 from schemas.wire import AvroCodec
 from streams.consent import ConsentWatcher
 from streams.curate import RawMessage, StageOutput, curate_messages
@@ -45,7 +46,8 @@ class Stage:
         harmonizer = Harmonizer(settings.mappings_dir)
         consent = ConsentWatcher(settings.consent_file, settings.consent_reload_s)
         organizations = load_organizations(settings.organizations_file)
-        ctx = StageContext(organizations, consent, pseudonymizer, harmonizer)
+        schools = load_schools(settings.schools_file)
+        ctx = StageContext(organizations, consent, pseudonymizer, harmonizer, schools)
         return cls(ctx, AvroCodec.from_url(settings.registry_url), harmonizer.version, consent)
 
     def run(self, messages: list[RawMessage]) -> StageOutput:

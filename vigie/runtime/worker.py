@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -16,13 +17,21 @@ from connectors.calendar import in_school_hours
 from dashboards.report import results_to_json, run_panels
 from dashboards.status import network_status, status_to_json
 from schemas import metrics
-from schemas.contracts import DEAD_LETTER_CONTRACT, Dataset, all_topics, curated_contract, load_contract
+from schemas.contracts import (
+    DEAD_LETTER_CONTRACT,
+    RAW_TOPIC_PATTERN,
+    Dataset,
+    all_topics,
+    curated_contract,
+    load_contract,
+)
 from schemas.organizations import load_organizations
 from sinks.agents import register_sink_agents
 from sinks.migrate import migrate_up
 from sinks.rows import organizations_frame
 from sinks.warehouse import Warehouse, open_warehouse
 from streams.agents import register_stream_agents
+from streams.signing import Signer
 from streams.stewardship import StewardshipLog
 from vigie.runtime.broker import BrokerError, client_config, ensure_pipeline_topics
 from vigie.runtime.datadir import secure_data_dir
@@ -86,11 +95,26 @@ def build_app(settings: Settings) -> WorkerParts:
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
-    register_stream_agents(
-        app, list(organizations), pool.run, StewardshipLog(settings.stewardship_file), settings,
-        concurrency=max(1, processes),
+    # The worker's own topics (curated, dead letters, checked heartbeats) carry its MAC.
+    signer = Signer(stage.ctx.pseudonymizer.key)
+    subscription = register_stream_agents(
+        app, list(organizations), pool.run,
+        StewardshipLog(settings.stewardship_file, settings.stewardship_retention_days), settings,
+        concurrency=max(1, processes), discovered=raw_topics_on_broker(settings.broker_url),
+        signer=signer,
     )  # fmt: skip
-    register_sink_agents(app, warehouse, codec, settings, consent)
+    # Faust coalesces subscription changes for 45 s by default; a new raw topic (a typo'd CSS
+    # code, an unknown dataset) should be read, and dead-lettered, sooner than that.
+    app.topics._resubscribe_sleep_lock_seconds = settings.raw_topic_discovery_s  # type: ignore[attr-defined]
+    register_sink_agents(
+        app, warehouse, codec, settings, consent, organizations=list(organizations), signer=signer
+    )
+
+    @app.timer(settings.raw_topic_discovery_s)
+    async def discover_raw_topics() -> None:
+        names = await app.loop.run_in_executor(None, raw_topics_on_broker, settings.broker_url)
+        for topic in subscription.add(names):
+            log.warning("new raw topic %s: subscribing (unknown ones are dead-lettered)", topic)
 
     state: dict[str, Any] = {"assigned": False}
 
@@ -135,6 +159,19 @@ def build_app(settings: Settings) -> WorkerParts:
         return web.bytes(body, headers={"Content-Type": content_type})
 
     return WorkerParts(app, warehouse, pool)
+
+
+def raw_topics_on_broker(bootstrap: str, timeout_s: float = 10.0) -> list[str]:
+    """Topics under the raw prefix that exist on the broker (the stage's pattern subscription);
+    empty when the broker does not answer in time (the next discovery tries again)."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        names = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout_s).topics
+    except Exception as exc:  # KafkaException: retried at the next discovery
+        log.warning("raw topic discovery failed: %s", type(exc).__name__)
+        return []
+    return sorted(n for n in names if re.fullmatch(RAW_TOPIC_PATTERN, n))
 
 
 def _topic_group(topic: str) -> str:
