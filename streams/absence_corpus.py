@@ -1,0 +1,147 @@
+"""The labelled corpus of motifs d'absence the statistical layer learns from.
+
+Files are tab-separated ``text<TAB>category`` with a header line, UTF-8:
+
+- ``mappings/absence_corpus/train.tsv`` — what the model learns from;
+- ``mappings/absence_corpus/dev.tsv`` — what thresholds and features were chosen on;
+- ``mappings/absence_corpus/heldout.tsv`` — written first, never tuned on;
+- ``mappings/absence_texts/<css>.tsv`` — the stewards' mappings, one file per CSS: exact
+  for that CSS, and training data for every CSS;
+- ``mappings/absence_keywords.csv`` — the former keyword lexicon, kept as training data.
+
+Training rows are augmented with seeded typos (a letter dropped, doubled, swapped or
+replaced), so the same corpus always gives the same model.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+CANONICAL_REASONS = (
+    "maladie", "sante_rdv", "famille", "deuil", "activite_scolaire", "suspension",
+    "transport_meteo", "voyage", "religieux_culturel", "personnel", "non_motivee", "inconnu",
+)  # fmt: skip
+UNKNOWN = "inconnu"
+CORPUS_DIR = "absence_corpus"
+STEWARD_DIR = "absence_texts"
+HEADER = ("text", "category")
+AUGMENT_SEED = 17
+AUGMENT_COPIES = 2
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def normalize(text: str) -> str:
+    """Casefold, strip accents, and keep words only ("Rendez-vous d'Éric!" → "rendez vous d eric")."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return " ".join(_WORD.findall("".join(c for c in decomposed if not unicodedata.combining(c))))
+
+
+class CorpusError(ValueError):
+    """A labelled file that cannot be read: names the file, line and rule, never the text."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled motif."""
+
+    text: str
+    category: str
+
+
+def read_labelled(path: Path) -> list[Example]:
+    """Read a labelled TSV (``text<TAB>category``, header first). Raises ``CorpusError``."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: cannot read ({type(exc).__name__})") from None
+    lines = raw.splitlines()
+    if not lines or tuple(c.strip().lower() for c in lines[0].split("\t")) != HEADER:
+        raise CorpusError(f"{path}: line 1 must be the header 'text<TAB>category'")
+    out = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip("\t"):
+            continue  # a blank line, not an empty motif (those are written "<TAB>inconnu")
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise CorpusError(f"{path}: line {number} must have exactly two tab-separated fields")
+        category = parts[1].strip()
+        if category not in CANONICAL_REASONS:
+            raise CorpusError(f"{path}: line {number}: category is not one of the canonical reasons")
+        out.append(Example(parts[0], category))
+    return out
+
+
+def write_labelled(path: Path, examples: Iterable[Example]) -> None:
+    """Write a labelled TSV; tabs and line breaks inside a text become spaces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = [" ".join(e.text.split()) + "\t" + e.category for e in examples]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(["\t".join(HEADER), *body]) + "\n", encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a file
+
+
+def steward_files(mappings_dir: Path) -> dict[str, Path]:
+    """The stewards' text mappings, by CSS code."""
+    return {p.stem: p for p in sorted((mappings_dir / STEWARD_DIR).glob("*.tsv"))}
+
+
+def keyword_examples(mappings_dir: Path) -> list[Example]:
+    """The former keyword lexicon (``absence_keywords.csv``) as training examples."""
+    path = mappings_dir / "absence_keywords.csv"
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", newline="") as f:
+        return [Example(r["keyword"], r["reason"].strip()) for r in csv.DictReader(f)]
+
+
+def training_examples(mappings_dir: Path) -> list[Example]:
+    """Everything the model learns from: the training set, the lexicon, the stewards' mappings.
+    Never the dev or held-out sets."""
+    rows = read_labelled(mappings_dir / CORPUS_DIR / "train.tsv") + keyword_examples(mappings_dir)
+    for path in steward_files(mappings_dir).values():
+        rows += read_labelled(path)
+    return rows
+
+
+def training_files(mappings_dir: Path) -> list[Path]:
+    """The files the model is trained from, for the mapping version."""
+    files = [mappings_dir / CORPUS_DIR / "train.tsv", mappings_dir / "absence_keywords.csv"]
+    return [p for p in files if p.exists()] + list(steward_files(mappings_dir).values())
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    i = rng.randrange(len(word))
+    op = rng.randrange(4)
+    if op == 0:
+        return word[:i] + word[i + 1 :]
+    if op == 1 and i < len(word) - 1:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if op == 2:
+        return word[:i] + word[i] + word[i:]
+    return word[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz") + word[i + 1 :]
+
+
+def augment(
+    examples: Iterable[Example], copies: int = AUGMENT_COPIES, seed: int = AUGMENT_SEED
+) -> list[tuple[str, str]]:
+    """Normalized examples plus ``copies`` seeded one-typo variants of each (words of 5+
+    letters only: a typo in a short word makes another word)."""
+    rng = random.Random(seed)
+    out = []
+    for example in examples:
+        norm = normalize(example.text)
+        out.append((norm, example.category))
+        words = norm.split()
+        long_words = [i for i, w in enumerate(words) if len(w) >= 5]
+        for _ in range(copies if long_words else 0):
+            variant = list(words)
+            i = rng.choice(long_words)
+            variant[i] = _typo(variant[i], rng)
+            out.append((" ".join(variant), example.category))
+    return out
