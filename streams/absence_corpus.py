@@ -33,6 +33,10 @@ STEWARD_DIR = "absence_texts"
 HEADER = ("text", "category")
 AUGMENT_SEED = 17
 AUGMENT_COPIES = 2
+# How secretaries wrap a reason: "absent - malade", "abs. grippe", "absente pour rdv".
+# A reason wrapped this way is still that reason; alone, these words are ``inconnu``.
+FILLERS = ("absent", "absente", "abs", "absent pour", "absente pour", "absence", "motif")
+SUFFIXES = ("aujourd hui", "ce matin", "cet apres midi", "today", "am", "pm", "toute la journee")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -130,8 +134,9 @@ def _typo(word: str, rng: random.Random) -> str:
 def augment(
     examples: Iterable[Example], copies: int = AUGMENT_COPIES, seed: int = AUGMENT_SEED
 ) -> list[tuple[str, str]]:
-    """Normalized examples plus ``copies`` seeded one-typo variants of each (words of 5+
-    letters only: a typo in a short word makes another word)."""
+    """Normalized examples, ``copies`` seeded one-typo variants of each (words of 5+
+    letters only: a typo in a short word makes another word), and each reason once more
+    behind a filler word ("absent - malade") and before one ("malade ce matin")."""
     rng = random.Random(seed)
     out = []
     for example in examples:
@@ -144,4 +149,7 @@ def augment(
             i = rng.choice(long_words)
             variant[i] = _typo(variant[i], rng)
             out.append((" ".join(variant), example.category))
+        if example.category != UNKNOWN and norm:
+            out.append((f"{rng.choice(FILLERS)} {norm}", example.category))
+            out.append((f"{norm} {rng.choice(SUFFIXES)}", example.category))
     return out

@@ -22,7 +22,7 @@ from sklearn.svm import LinearSVC
 
 from streams.absence_corpus import augment, training_examples, training_files
 
-MODEL_VERSION = "svm-charwb25-word12-c1-aug2"  # change when the recipe changes
+MODEL_VERSION = "svm-charwb25-word12-c1-aug2-fill2"  # change when the recipe changes
 
 
 def corpus_fingerprint(mappings_dir: Path) -> str:
