@@ -81,6 +81,24 @@ def read_labelled(path: Path) -> list[Example]:
     return out
 
 
+def read_any(path: Path) -> list[Example]:
+    """A labelled TSV, or a CSV with ``text`` and ``category`` columns (the older test sets)."""
+    if path.suffix.lower() != ".csv":
+        return read_labelled(path)
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"text", "category"} <= set(reader.fieldnames or ()):
+                raise CorpusError(f"{path}: a CSV needs the columns 'text' and 'category'")
+            rows = [Example(r["text"] or "", (r["category"] or "").strip()) for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CorpusError(f"{path}: cannot read ({type(exc).__name__})") from None
+    for number, row in enumerate(rows, start=2):
+        if row.category not in CANONICAL_REASONS:
+            raise CorpusError(f"{path}: line {number}: category is not one of the canonical reasons")
+    return rows
+
+
 def write_labelled(path: Path, examples: Iterable[Example]) -> None:
     """Write a labelled TSV; tabs and line breaks inside a text become spaces."""
     path.parent.mkdir(parents=True, exist_ok=True)

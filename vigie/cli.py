@@ -299,31 +299,107 @@ def classify(
     css: Annotated[
         str | None, typer.Option("--css", help="Organization code: try its local absence codes first.")
     ] = None,
+    evaluate: Annotated[
+        Path | None,
+        typer.Option("--evaluate", help="Score a labelled file (TSV text<TAB>category, or CSV) instead."),
+    ] = None,
+    unseen: Annotated[
+        bool, typer.Option("--unseen", help="With --evaluate: drop the texts the model was trained on.")
+    ] = False,
+    examples: Annotated[
+        bool, typer.Option("--examples", help="With --evaluate: show up to 3 texts per confusion.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With --evaluate: machine-readable output.")] = False,
 ) -> None:
     """Classify motifs d'absence read on stdin, one per line; print one JSON object per line.
 
     Each object has text, category (one of the 12 canonical reasons), confidence, mapped
-    and by ('local_code' or 'text'). Unknown or empty input gives 'inconnu', never an error.
+    and by (local_code, steward, rule, model or none). Unknown or empty input gives
+    'inconnu', never an error.
+
+    With --evaluate FILE: accuracy, wrong-category rate (a reason other than the label;
+    'inconnu' is counted apart), per-category precision and recall, and the confusions.
     """
     import sys
 
     from schemas.organizations import load_organizations
     from streams.absence import AbsenceClassifier
+    from streams.absence_corpus import CorpusError
 
     settings = _settings(None)
     if css is not None and css not in load_organizations(settings.organizations_file):
         raise _fail(f"unknown organization code {css!r} (see `vigie status` for the list)", 2)
-    classifier = AbsenceClassifier.from_dir(settings.mappings_dir)
+    try:
+        classifier = AbsenceClassifier.from_dir(settings.mappings_dir)
+    except (CorpusError, ValueError) as exc:
+        raise _fail(f"cannot load the absence mappings: {exc}") from None
+    if evaluate is not None:
+        _evaluate_classifier(classifier, evaluate, css, unseen, examples, json_out, settings.mappings_dir)
+        return
     for line in sys.stdin:
         text = line.rstrip("\r\n")
-        found, by = None, "text"
+        found = None
         if css is not None:
-            found, by = classifier.classify_code(css, text), "local_code"
+            found = classifier.classify_code(css, text)
         if found is None or not found.mapped:
-            found, by = classifier.classify_text(text), "text"
+            found = classifier.classify_text(text, css)
         out = {"text": text, "category": found.category, "confidence": found.confidence,
-               "mapped": found.mapped, "by": by}  # fmt: skip
+               "mapped": found.mapped, "by": found.by}  # fmt: skip
         print(json.dumps(out, ensure_ascii=False), flush=True)
+
+
+def _evaluate_classifier(
+    classifier: object, path: Path, css: str | None, unseen: bool, examples: bool, json_out: bool,
+    mappings_dir: Path,
+) -> None:  # fmt: skip
+    """``vigie classify --evaluate``: score the classifier on a labelled file and print it."""
+    from rich.table import Table
+
+    from streams.absence import AbsenceClassifier
+    from streams.absence_corpus import CorpusError, normalize, read_any, training_examples
+    from streams.absence_evaluate import evaluate
+
+    assert isinstance(classifier, AbsenceClassifier)
+    try:
+        rows = read_any(path)
+    except CorpusError as exc:
+        raise _fail(str(exc), 2) from None
+    dropped = 0
+    if unseen:
+        seen = {normalize(e.text) for e in training_examples(mappings_dir)}
+        kept = [r for r in rows if normalize(r.text) not in seen]
+        dropped, rows = len(rows) - len(kept), kept
+    if not rows:
+        raise _fail(f"{path}: no labelled rows to score", 2)
+    result = evaluate(rows, lambda text: classifier.classify(css, None, text).category if css
+                      else classifier.classify_text(text).category)  # fmt: skip
+    if json_out:
+        print(json.dumps({"file": str(path), "dropped_as_seen": dropped, **result.as_dict()}, ensure_ascii=False))
+        return
+    scope = f" ({dropped} texts seen in training left out)" if unseen else ""
+    console.print(
+        f"[bold]{path}[/bold]: {result.total} entries{scope} — accuracy [bold]{result.accuracy:.1%}[/bold] "
+        f"({result.right}/{result.total}), wrong category [bold]{result.wrong_rate:.1%}[/bold] "
+        f"({result.wrong_category}), left as inconnu {result.missed_rate:.1%} ({result.missed})"
+    )
+    table = Table("category", "expected", "predicted", "precision", "recall")
+    for score in result.per_category:
+        table.add_row(
+            score.category, str(score.expected), str(score.predicted),
+            "—" if score.precision is None else f"{score.precision:.1%}",
+            "—" if score.recall is None else f"{score.recall:.1%}",
+        )  # fmt: skip
+    console.print(table)
+    if result.confusions:
+        confusions = Table("expected", "predicted", "count", *(["examples"] if examples else []))
+        for (want, got), n in result.confusions.most_common():
+            cells = [want, got, str(n)]
+            if examples:
+                texts = [r.text for r in rows if r.category == want
+                         and classifier.classify_text(r.text).category == got][:3]  # fmt: skip
+                cells.append(" | ".join(texts))
+            confusions.add_row(*cells)
+        console.print(confusions)
 
 
 @app.command()
