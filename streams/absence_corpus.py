@@ -171,3 +171,53 @@ def augment(
             out.append((f"{rng.choice(FILLERS)} {norm}", example.category))
             out.append((f"{norm} {rng.choice(SUFFIXES)}", example.category))
     return out
+
+
+STEWARD_TEXT_MAX = 200
+_CODE = re.compile(r"^[A-Za-z0-9._-]{1,16}$")
+
+
+def set_text_mapping(mappings_dir: Path, css: str, text: str, category: str) -> bool:
+    """A steward's decision: ``text`` means ``category`` for ``css``. It becomes exact for that
+    CSS and training data for every CSS. Returns False when it was already so."""
+    if category not in CANONICAL_REASONS:
+        raise CorpusError("category is not one of the canonical reasons")
+    clean = " ".join(text.split())
+    if not normalize(clean):
+        raise CorpusError("the text has no letter or digit to map")
+    if len(clean) > STEWARD_TEXT_MAX:
+        raise CorpusError(f"the text is longer than {STEWARD_TEXT_MAX} characters")
+    path = mappings_dir / STEWARD_DIR / f"{css}.tsv"
+    rows = read_labelled(path) if path.exists() else []
+    key = normalize(clean)
+    if any(normalize(r.text) == key and r.category == category for r in rows):
+        return False
+    rows = [r for r in rows if normalize(r.text) != key] + [Example(clean, category)]
+    write_labelled(path, rows)
+    return True
+
+
+def set_code_mapping(mappings_dir: Path, css: str, code: str, category: str) -> bool:
+    """A steward's decision: the CSS's local code ``code`` means ``category`` (its code table).
+    Returns False when it was already so."""
+    if category not in CANONICAL_REASONS:
+        raise CorpusError("category is not one of the canonical reasons")
+    code = code.strip().upper()
+    if not _CODE.match(code):
+        raise CorpusError("a local code is 1 to 16 letters, digits, '.', '_' or '-'")
+    path = mappings_dir / "absence" / f"{css}.csv"
+    table: dict[str, str] = {}
+    if path.exists():
+        with path.open(encoding="utf-8", newline="") as f:
+            table = {r["local_code"].strip().upper(): r["reason"].strip() for r in csv.DictReader(f)}
+    if table.get(code) == category:
+        return False
+    table[code] = category
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(("local_code", "reason"))
+        writer.writerows(sorted(table.items()))
+    tmp.replace(path)
+    return True

@@ -31,6 +31,10 @@ class CategoryScore:
     def recall(self) -> float | None:
         return self.right / self.expected if self.expected else None
 
+    def as_dict(self) -> dict[str, object]:
+        return {"expected": self.expected, "predicted": self.predicted, "right": self.right,
+                "precision": self.precision, "recall": self.recall}  # fmt: skip
+
 
 @dataclass
 class Evaluation:
@@ -64,11 +68,7 @@ class Evaluation:
             "wrong_category": self.wrong_category,
             "wrong_category_rate": round(self.wrong_rate, 4),
             "missed_as_inconnu": self.missed,
-            "per_category": {
-                s.category: {"expected": s.expected, "predicted": s.predicted, "right": s.right,
-                             "precision": s.precision, "recall": s.recall}
-                for s in self.per_category
-            },  # fmt: skip
+            "per_category": {s.category: s.as_dict() for s in self.per_category},
             "confusions": [
                 {"expected": e, "predicted": p, "count": n} for (e, p), n in self.confusions.most_common()
             ],
