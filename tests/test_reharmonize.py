@@ -67,7 +67,9 @@ def test_a_stewards_mapping_reaches_history_without_doubling(
 
     with vigie_up(data_dir, env=env) as (_proc, info):
         producer = make_producer(info.broker)
-        publisher = ConnectorPublisher("laval", sim.source_system, AvroCodec.from_url(info.registry_url), producer)
+        publisher = ConnectorPublisher(
+            "laval", sim.source_system, AvroCodec.from_url(info.registry_url), producer
+        )
         for sheet in sheets:
             publisher.publish(Dataset.ATTENDANCE, sheet)
         assert flush(producer, 30) == 0
