@@ -133,7 +133,7 @@ class AbsenceClassifier:
         for reason, pattern in RULES:
             if pattern.search(norm):
                 return Classification(reason, 1.0, True, "rule")
-        category, margin = self._model.predict([norm])[0]
+        category, margin = self._model.predict_one(norm)
         confidence = _confidence(margin)
         if category == UNKNOWN or confidence < self.threshold:
             return Classification(UNKNOWN, confidence, False, "model")

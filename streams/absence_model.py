@@ -11,10 +11,13 @@ the threshold the answer is ``inconnu``.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline, make_union
@@ -41,6 +44,17 @@ class TextModel:
         self._pipeline = pipeline
         self.fingerprint = fingerprint
         self.classes: tuple[str, ...] = tuple(str(c) for c in pipeline.classes_)
+        # The same arithmetic as the pipeline, for one text at a time without sklearn's
+        # per-call validation (1.7 ms → tens of µs; equal to the pipeline, see the tests).
+        union, svm = pipeline.steps[0][1], pipeline.steps[1][1]
+        self._parts: list[tuple[Callable[[str], list[str]], dict[str, int], np.ndarray, int]] = []
+        offset = 0
+        for _name, vectorizer in union.transformer_list:
+            vocabulary = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
+            self._parts.append((vectorizer.build_analyzer(), vocabulary, vectorizer.idf_, offset))
+            offset += len(vocabulary)
+        self._coef_t = np.ascontiguousarray(svm.coef_.T)
+        self._intercept = svm.intercept_.copy()
 
     @classmethod
     def train(cls, mappings_dir: Path) -> TextModel:
@@ -63,6 +77,21 @@ class TextModel:
         scores = self._pipeline.decision_function(list(texts))
         best = scores.argmax(axis=1)
         return [(self.classes[int(k)], float(row[k])) for row, k in zip(scores, best, strict=True)]
+
+
+    def predict_one(self, text: str) -> tuple[str, float]:
+        """Best category and its margin for one normalized text (same result as ``predict``)."""
+        scores = self._intercept.copy()
+        for analyze, vocabulary, idf, offset in self._parts:
+            counts = Counter(g for g in analyze(text) if g in vocabulary)
+            if not counts:
+                continue
+            columns = [vocabulary[g] for g in counts]
+            weights = np.array([(1.0 + math.log(n)) * idf[c] for c, n in zip(columns, counts.values())])
+            weights /= math.sqrt(float(weights @ weights))  # each vectorizer is l2-normalized
+            scores += weights @ self._coef_t[[offset + c for c in columns]]
+        best = int(scores.argmax())
+        return self.classes[best], float(scores[best])
 
 
 _MODELS: dict[tuple[str, str], TextModel] = {}

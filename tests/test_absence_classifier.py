@@ -4,13 +4,31 @@ typos, missing accents, abbreviations)."""
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from streams.absence import CANONICAL_REASONS, normalize
+from streams.absence import CANONICAL_REASONS, AbsenceClassifier, normalize
+from streams.absence_corpus import (
+    CorpusError,
+    Example,
+    augment,
+    read_labelled,
+    set_code_mapping,
+    set_text_mapping,
+    training_examples,
+    training_files,
+)
+from streams.absence_evaluate import evaluate
+from streams.absence_model import TextModel
 from streams.harmonize import Harmonizer
+from vigie.cli import app
+from vigie.settings import Settings
 
 DEV_SET = Path(__file__).parent / "data" / "absence_reasons_dev.csv"
 
@@ -62,27 +80,6 @@ def test_accuracy_on_the_held_out_set_does_not_regress(harmonizer: Harmonizer) -
 
 
 # -- the layered classifier and its corpus (issue 17) --------------------------------------
-import json  # noqa: E402
-import shutil  # noqa: E402
-
-import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
-
-from streams.absence import AbsenceClassifier  # noqa: E402
-from streams.absence_corpus import (  # noqa: E402
-    CorpusError,
-    Example,
-    augment,
-    read_labelled,
-    set_code_mapping,
-    set_text_mapping,
-    training_examples,
-    training_files,
-)
-from streams.absence_evaluate import evaluate  # noqa: E402
-from streams.absence_model import TextModel  # noqa: E402
-from vigie.cli import app  # noqa: E402
-from vigie.settings import Settings  # noqa: E402
 
 MAPPINGS = Settings().mappings_dir
 CORPUS = MAPPINGS / "absence_corpus"
@@ -255,3 +252,12 @@ def test_evaluate_refuses_a_bad_file_in_one_line(tmp_path: Path, content: str) -
     assert result.exit_code == 2 and "Traceback" not in result.output
     missing = runner.invoke(app, ["classify", "--evaluate", str(tmp_path / "nope.tsv")])
     assert missing.exit_code == 2
+
+
+def test_the_one_text_path_scores_exactly_like_the_pipeline() -> None:
+    model = TextModel.train(MAPPINGS)
+    texts = [normalize(r.text) for name in ("dev.tsv", "heldout2.tsv") for r in read_labelled(CORPUS / name)]
+    texts += ["", "zzzz qqq", "a", "é" * 300]
+    for text, (category, margin) in zip(texts, model.predict(texts), strict=True):
+        fast_category, fast_margin = model.predict_one(text)
+        assert fast_category == category and abs(fast_margin - margin) < 1e-9, text
