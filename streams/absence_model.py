@@ -87,7 +87,7 @@ class TextModel:
             if not counts:
                 continue
             columns = [vocabulary[g] for g in counts]
-            weights = np.array([(1.0 + math.log(n)) * idf[c] for c, n in zip(columns, counts.values())])
+            weights = np.array([(1.0 + math.log(n)) * idf[c] for c, n in zip(columns, counts.values(), strict=True)])
             weights /= math.sqrt(float(weights @ weights))  # each vectorizer is l2-normalized
             scores += weights @ self._coef_t[[offset + c for c in columns]]
         best = int(scores.argmax())
