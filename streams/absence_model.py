@@ -78,7 +78,6 @@ class TextModel:
         best = scores.argmax(axis=1)
         return [(self.classes[int(k)], float(row[k])) for row, k in zip(scores, best, strict=True)]
 
-
     def predict_one(self, text: str) -> tuple[str, float]:
         """Best category and its margin for one normalized text (same result as ``predict``)."""
         scores = self._intercept.copy()
@@ -87,7 +86,8 @@ class TextModel:
             if not counts:
                 continue
             columns = [vocabulary[g] for g in counts]
-            weights = np.array([(1.0 + math.log(n)) * idf[c] for c, n in zip(columns, counts.values(), strict=True)])
+            tf = [1.0 + math.log(n) for n in counts.values()]  # sublinear_tf
+            weights = np.array([t * idf[c] for c, t in zip(columns, tf, strict=True)])
             weights /= math.sqrt(float(weights @ weights))  # each vectorizer is l2-normalized
             scores += weights @ self._coef_t[[offset + c for c in columns]]
         best = int(scores.argmax())
