@@ -124,3 +124,40 @@ def test_reharmonize_refuses_bad_arguments_in_one_line(tmp_path: Path, args: lis
     done = _vigie("reharmonize", *args, env={}, data_dir=tmp_path)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_slow_stage_batch_is_not_mistaken_for_the_end_of_the_topics(tmp_path: Path) -> None:
+    """The end of a replay is found by silence (Tansu's watermarks are wrong): the time spent
+    processing a batch must not count as silence (found measuring a 300k-mark replay)."""
+    import time
+
+    from confluent_kafka import Producer
+
+    from vigie.runtime.broker import TansuBroker, ensure_topics
+    from vigie.runtime.reharmonize import CHUNK_MESSAGES, _assign_since, _consumer, _drain
+
+    broker = TansuBroker(0, tmp_path / "tansu.log").start()
+    try:
+        topic = "raw.laval.attendance"
+        ensure_topics(broker.bootstrap, [topic], 2)
+        producer = Producer({"bootstrap.servers": broker.bootstrap})
+        total = 3 * CHUNK_MESSAGES
+        for i in range(total):
+            producer.produce(topic, value=f"sheet {i}".encode())
+        assert producer.flush(30) == 0
+        consumer = _consumer(broker.bootstrap)
+        seen: list[int] = []
+
+        def slow(messages: list) -> None:
+            seen.extend(m.offset for m in messages)
+            if len(seen) == len(messages):
+                time.sleep(1.5)  # the first batch takes longer than the silence that ends a replay
+
+        try:
+            assert _assign_since(consumer, [topic, "raw.laval.nothing"], 0) == 2
+            _drain(consumer, slow, idle_s=1.0)
+        finally:
+            consumer.close()
+        assert len(seen) == total
+    finally:
+        broker.stop()

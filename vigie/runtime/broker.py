@@ -87,20 +87,33 @@ class TansuBroker:
             self._proc.wait()
 
 
-def ensure_pipeline_topics(bootstrap: str, topics: list[str], raw_partitions: int, partitions: int) -> None:
+def ensure_pipeline_topics(
+    bootstrap: str, topics: list[str], raw_partitions: int, partitions: int, replay_retention_days: int = 0
+) -> None:
     """The pipeline's topics: raw ones (216 of them) with ``raw_partitions`` each, the others
     with ``partitions``. Faust assigns partition N of every topic with the same count to one
-    worker, so each count caps how many workers share that stage."""
-    ensure_topics(bootstrap, [t for t in topics if t.startswith("raw.")], raw_partitions)
-    ensure_topics(bootstrap, [t for t in topics if not t.startswith("raw.")], partitions)
+    worker, so each count caps how many workers share that stage. Raw and curated topics
+    keep ``replay_retention_days`` of messages when given (`vigie reharmonize` replays them)."""
+    keep = {"retention.ms": str(replay_retention_days * 86_400_000)} if replay_retention_days else None
+    ensure_topics(bootstrap, [t for t in topics if t.startswith("raw.")], raw_partitions, config=keep)
+    ensure_topics(bootstrap, [t for t in topics if t.startswith("curated.")], partitions, config=keep)
+    ensure_topics(bootstrap, [t for t in topics if not t.startswith(("raw.", "curated."))], partitions)
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1, timeout_s: float = 30.0) -> None:
+def ensure_topics(
+    bootstrap: str,
+    topics: list[str],
+    partitions: int = 1,
+    timeout_s: float = 30.0,
+    config: dict[str, str] | None = None,
+) -> None:
     """Create the topics that do not exist yet (explicitly: never rely on auto-create)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [
-        NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing
+        NewTopic(t, num_partitions=partitions, replication_factor=1, config=config or {})
+        for t in topics
+        if t not in existing
     ]
     if not missing:
         return

@@ -157,8 +157,8 @@ def _drain(consumer: Consumer, on_batch: Callable[[list[RawMessage]], None], idl
             if m.error() is None
         ]
         if messages:
-            last = time.monotonic()
             on_batch(messages)
+            last = time.monotonic()  # after the work: a slow batch is not silence
 
 
 def _curated_before(

@@ -153,7 +153,9 @@ def run_worker(settings: Settings) -> None:
     # Idempotent: `vigie up` already did it; a standalone worker on a real cluster may not have.
     topics = all_topics(list(organizations))
     s = settings
-    ensure_pipeline_topics(s.broker_url, topics, s.raw_topic_partitions, s.topic_partitions)
+    ensure_pipeline_topics(
+        s.broker_url, topics, s.raw_topic_partitions, s.topic_partitions, s.replay_retention_days
+    )
     parts = build_app(settings)
     worker = faust.Worker(parts.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
