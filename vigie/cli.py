@@ -355,6 +355,8 @@ def _evaluate_classifier(
     mappings_dir: Path,
 ) -> None:  # fmt: skip
     """``vigie classify --evaluate``: score the classifier on a labelled file and print it."""
+    import time
+
     from rich.table import Table
 
     from streams.absence import AbsenceClassifier
@@ -373,17 +375,21 @@ def _evaluate_classifier(
         dropped, rows = len(rows) - len(kept), kept
     if not rows:
         raise _fail(f"{path}: no labelled rows to score", 2)
+    started = time.perf_counter()
     result = evaluate(rows, lambda text: classifier.classify(css, None, text).category if css
                       else classifier.classify_text(text).category)  # fmt: skip
+    per_text_us = (time.perf_counter() - started) / len(rows) * 1e6  # each text once: uncached
     if json_out:
-        payload = {"file": str(path), "dropped_as_seen": dropped, **result.as_dict()}
+        payload = {"file": str(path), "dropped_as_seen": dropped, **result.as_dict(),
+                   "us_per_text": round(per_text_us)}  # fmt: skip
         print(json.dumps(payload, ensure_ascii=False))
         return
     scope = f" ({dropped} texts seen in training left out)" if unseen else ""
     console.print(
         f"[bold]{path}[/bold]: {result.total} entries{scope} — accuracy [bold]{result.accuracy:.1%}[/bold] "
         f"({result.right}/{result.total}), wrong category [bold]{result.wrong_rate:.1%}[/bold] "
-        f"({result.wrong_category}), left as inconnu {result.missed_rate:.1%} ({result.missed})"
+        f"({result.wrong_category}), left as inconnu {result.missed_rate:.1%} ({result.missed}); "
+        f"{per_text_us:.0f} µs per text (uncached)"
     )
     table = Table("category", "expected", "predicted", "precision", "recall")
     for score in result.per_category:
