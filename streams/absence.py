@@ -27,6 +27,9 @@ __all__ = ["CANONICAL_REASONS", "UNKNOWN", "AbsenceClassifier", "Classification"
 
 DEFAULT_THRESHOLD = 0.45
 CACHE_MAX = 50_000
+# A motif is a line; a hostile or careless CSS may send pages. Only this much is read, so
+# the cache's memory stays bounded (50,000 × 256 characters) whatever arrives.
+TEXT_MAX = 256
 
 # Exact rules on the normalized text, most specific first. Each is a reason a model must
 # not be allowed to get wrong; the training corpus teaches the same, the rule guarantees it.
@@ -113,6 +116,7 @@ class AbsenceClassifier:
 
     def classify_text(self, text: str, css: str | None = None) -> Classification:
         """Classify free text; never raises: unknown or empty text gives ``inconnu``."""
+        text = text[:TEXT_MAX]
         key = f"{css}\x00{text}" if css in self._steward else text
         found = self._cache.get(key)
         if found is None:

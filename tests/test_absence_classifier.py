@@ -261,3 +261,16 @@ def test_the_one_text_path_scores_exactly_like_the_pipeline() -> None:
     for text, (category, margin) in zip(texts, model.predict(texts), strict=True):
         fast_category, fast_margin = model.predict_one(text)
         assert fast_category == category and abs(fast_margin - margin) < 1e-9, text
+
+
+def test_a_flood_of_distinct_long_texts_keeps_the_cache_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile CSS sending pages of distinct text cannot grow the stage's memory."""
+    import streams.absence
+
+    monkeypatch.setattr(streams.absence, "CACHE_MAX", 1_000)  # the production bound, scaled down
+    classifier = AbsenceClassifier.from_dir(MAPPINGS)
+    for i in range(3_000):
+        found = classifier.classify_text(f"{i} " + "malade " * 2000)
+        assert found.category == "maladie"
+    cache = classifier._cache  # the bound is what is under test
+    assert len(cache) <= 1_000 and max(len(k) for k in cache) <= streams.absence.TEXT_MAX
