@@ -606,7 +606,8 @@ def mappings_set(
         return
     console.print(
         f"{css}: {what} → [bold]{found.category}[/bold] (by {found.by}). "
-        f"Apply it to history with `vigie reharmonize --since YYYY-MM-DD --css {css}`."
+        f"Apply it to history with `vigie reharmonize --since YYYY-MM-DD --css {css}`; "
+        "a running worker uses it for new data after a restart."
     )
 
 
