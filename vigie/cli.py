@@ -623,7 +623,7 @@ def reharmonize(
         list[str] | None,
         typer.Option("--dataset", help="attendance, grades or staff (repeatable); default all."),
     ] = None,
-    processes: Annotated[int, typer.Option(min=1, max=32, help="Stage processes.")] = 1,
+    processes: Annotated[int, typer.Option(min=0, max=32, help="Stage processes (0: one per CPU core).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -635,6 +635,7 @@ def reharmonize(
     VIGIE_REGISTRY_URL, or a `vigie up` running on the data directory. Prints what
     changed, e.g. « 1 234 marques inconnu → maladie ».
     """
+    import os
     from datetime import date
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -674,7 +675,8 @@ def reharmonize(
             progress.update(task, description=f"replayed {messages:,} messages, {records:,} records")
 
         try:
-            summary = replay(settings, start, sorted(css or organizations), chosen, processes, advance)
+            workers = processes or os.cpu_count() or 1
+            summary = replay(settings, start, sorted(css or organizations), chosen, workers, advance)
         except (ReharmonizeError, PseudonymKeyError) as exc:
             raise _fail(str(exc)) from None
     if json_out:
