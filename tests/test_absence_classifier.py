@@ -92,7 +92,7 @@ def _score(harmonizer: Harmonizer, name: str) -> tuple[float, float]:
 
 
 def test_corpus_covers_every_category_in_both_languages() -> None:
-    for name in ("train.tsv", "dev.tsv", "heldout.tsv", "heldout2.tsv"):
+    for name in ("train.tsv", "dev.tsv", "heldout.tsv", "heldout2.tsv", "heldout3.tsv"):
         rows = read_labelled(CORPUS / name)
         assert {r.category for r in rows} == set(CANONICAL_REASONS), name
         assert any(r.text == "" for r in rows), f"{name}: the empty motif is a case"
@@ -103,11 +103,14 @@ def test_corpus_covers_every_category_in_both_languages() -> None:
 
 def test_the_model_never_learns_from_the_dev_or_held_out_sets() -> None:
     names = {p.name for p in training_files(MAPPINGS)}
-    assert not names & {"dev.tsv", "heldout.tsv", "heldout2.tsv"}
+    assert not names & {"dev.tsv", "heldout.tsv", "heldout2.tsv", "heldout3.tsv"}
     assert "train.tsv" in names
 
 
-@pytest.mark.parametrize(("name", "accuracy"), [("dev.tsv", 0.97), ("heldout2.tsv", 0.97)])
+@pytest.mark.parametrize(
+    ("name", "accuracy"),
+    [("dev.tsv", 0.97), ("heldout.tsv", 0.97), ("heldout2.tsv", 0.97), ("heldout3.tsv", 0.94)],
+)
 def test_accuracy_and_wrong_categories_on_the_corpus_sets(
     harmonizer: Harmonizer, name: str, accuracy: float
 ) -> None:
@@ -115,7 +118,9 @@ def test_accuracy_and_wrong_categories_on_the_corpus_sets(
     copied into train.tsv — write new held-out examples instead."""
     right, wrong = _score(harmonizer, name)
     assert right >= accuracy
-    assert wrong <= 0.011  # a wrong category is worse than `inconnu`, which a steward still sees
+    assert wrong <= (
+        0.015 if name == "heldout.tsv" else 0.011
+    )  # a wrong category is worse than `inconnu`, which a steward still sees
 
 
 @pytest.mark.parametrize(
