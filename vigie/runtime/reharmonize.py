@@ -106,6 +106,10 @@ def _absences(codec: AvroCodec, out: StageOutput) -> list[tuple[str, str]]:
     return found
 
 
+def _ready() -> bool:
+    return _STAGE is not None
+
+
 def _run_child(messages: list[RawMessage]) -> tuple[StageOutput, list[tuple[str, str]]]:
     assert _STAGE is not None and _CODEC is not None, "reharmonize child not initialized"
     out = _STAGE.run(messages)
@@ -212,78 +216,86 @@ def reharmonize(
     local = Stage.from_settings(settings)
     summary.mapping_version = local.mapping_version
     css_filter = set(css_codes)
-    before = (
-        _curated_before(bootstrap, local.codec, css_filter, since_ms, idle_s)
-        if Dataset.ATTENDANCE in datasets
-        else {}
-    )
-    summary.absences_before = len(before)
-    producer = Producer({
-        "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-        "message.max.bytes": 4_000_000,
-    })  # fmt: skip
-    failures: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    def handle(out: StageOutput, absences: list[tuple[str, str]], n_messages: int) -> None:
-        for dataset, value in out.curated:
-            while True:
-                try:
-                    producer.produce(curated_topic(dataset), value=value, on_delivery=delivered)
-                    break
-                except BufferError:  # the producer's queue is full: let it drain
-                    producer.poll(0.5)
-            producer.poll(0)
-        summary.messages += n_messages
-        summary.records += out.curated_records
-        summary.dead_letters += len(out.dead_letters)
-        summary.unmapped += sum(out.unmapped.values())
-        for key, after in absences:
-            old = before.get(key)
-            if old is None:
-                summary.new += 1
-            elif old[1] == after:
-                summary.unchanged += 1
-            else:
-                summary.transitions[(old[1], after)] += 1
-        if on_progress is not None:
-            on_progress(summary.messages, summary.records)
-
-    topics = [raw_topic(css, ds) for css in css_codes for ds in datasets]
-    consumer = _consumer(bootstrap)
     pool = (
         ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"), _init_child, (settings,))
         if processes > 1
         else None
     )
-    pending: deque[tuple[Future[tuple[StageOutput, list[tuple[str, str]]]], int]] = deque()
+    if pool is not None:
+        # Start the stage processes now (each trains its model) while the curated topic is read.
+        warming = [pool.submit(_ready) for _ in range(processes)]
     try:
+        before = (
+            _curated_before(bootstrap, local.codec, css_filter, since_ms, idle_s)
+            if Dataset.ATTENDANCE in datasets
+            else {}
+        )
+        summary.absences_before = len(before)
+        producer = Producer({
+            "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
+            "message.max.bytes": 4_000_000,
+        })  # fmt: skip
+        failures: list[str] = []
 
-        def on_batch(messages: list[RawMessage]) -> None:
-            if pool is None:
-                out = local.run(messages)
-                handle(out, _absences(local.codec, out), len(messages))
-                return
-            pending.append((pool.submit(_run_child, messages), len(messages)))
-            while len(pending) > 2 * processes:  # bounded: memory stays flat on a long replay
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        def handle(out: StageOutput, absences: list[tuple[str, str]], n_messages: int) -> None:
+            for dataset, value in out.curated:
+                while True:
+                    try:
+                        producer.produce(curated_topic(dataset), value=value, on_delivery=delivered)
+                        break
+                    except BufferError:  # the producer's queue is full: let it drain
+                        producer.poll(0.5)
+                producer.poll(0)
+            summary.messages += n_messages
+            summary.records += out.curated_records
+            summary.dead_letters += len(out.dead_letters)
+            summary.unmapped += sum(out.unmapped.values())
+            for key, after in absences:
+                old = before.get(key)
+                if old is None:
+                    summary.new += 1
+                elif old[1] == after:
+                    summary.unchanged += 1
+                else:
+                    summary.transitions[(old[1], after)] += 1
+            if on_progress is not None:
+                on_progress(summary.messages, summary.records)
+
+        topics = [raw_topic(css, ds) for css in css_codes for ds in datasets]
+        consumer = _consumer(bootstrap)
+        if pool is not None:
+            for ready in warming:
+                ready.result()
+        pending: deque[tuple[Future[tuple[StageOutput, list[tuple[str, str]]]], int]] = deque()
+        try:
+
+            def on_batch(messages: list[RawMessage]) -> None:
+                if pool is None:
+                    out = local.run(messages)
+                    handle(out, _absences(local.codec, out), len(messages))
+                    return
+                pending.append((pool.submit(_run_child, messages), len(messages)))
+                while len(pending) > 2 * processes:  # bounded: memory stays flat on a long replay
+                    future, n = pending.popleft()
+                    handle(*future.result(), n)
+
+            if _assign_since(consumer, topics, since_ms):
+                _drain(consumer, on_batch, idle_s)
+            while pending:
                 future, n = pending.popleft()
                 handle(*future.result(), n)
-
-        if _assign_since(consumer, topics, since_ms):
-            _drain(consumer, on_batch, idle_s)
-        while pending:
-            future, n = pending.popleft()
-            handle(*future.result(), n)
-        remaining = producer.flush(60)
-        if remaining or failures:
-            raise ReharmonizeError(
-                f"the broker did not take {remaining + len(failures)} curated messages; run it again"
-            )
+            remaining = producer.flush(60)
+            if remaining or failures:
+                raise ReharmonizeError(
+                    f"the broker did not take {remaining + len(failures)} curated messages; run it again"
+                )
+        finally:
+            consumer.close()
     finally:
-        consumer.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     summary.elapsed_s = time.perf_counter() - started
