@@ -84,7 +84,8 @@ class AbsenceClassifier:
         self._steward = steward_texts
         self._model = model
         self.threshold = threshold
-        self._cache: dict[str, Classification] = {}
+        self._cache: dict[str, Classification] = {}  # by raw text (and CSS where it has stewards' texts)
+        self._by_norm: dict[str, Classification] = {}  # by normalized text
         digest = hashlib.sha256(model.fingerprint.encode())
         digest.update(repr(sorted((c, sorted(t.items())) for c, t in steward_texts.items())).encode())
         digest.update(f"threshold={threshold}".encode())
@@ -134,6 +135,17 @@ class AbsenceClassifier:
             reason = self._steward.get(css, {}).get(norm)
             if reason is not None:
                 return Classification(reason, 1.0, reason != UNKNOWN, "steward")
+        found = self._by_norm.get(norm)
+        if found is None:
+            # Each distinct normalized text meets the rules and the model once ("Malade",
+            # "malade!" and "MALADE" are one text); bounded like the raw-text cache.
+            found = self._by_rules_or_model(norm)
+            if len(self._by_norm) >= CACHE_MAX:
+                self._by_norm.clear()
+            self._by_norm[norm] = found
+        return found
+
+    def _by_rules_or_model(self, norm: str) -> Classification:
         for reason, pattern in RULES:
             if pattern.search(norm):
                 return Classification(reason, 1.0, True, "rule")

@@ -151,10 +151,11 @@ def test_training_is_deterministic() -> None:
     assert augment(training_examples(MAPPINGS)) == augment(training_examples(MAPPINGS))
 
 
-def test_each_distinct_text_is_classified_once(harmonizer: Harmonizer) -> None:
+def test_each_distinct_normalized_text_is_classified_once(harmonizer: Harmonizer) -> None:
     classifier = harmonizer.absence
     first = classifier.classify_text("grippe carabinée du lundi")
     assert classifier.classify_text("grippe carabinée du lundi") is first  # from the cache
+    assert classifier.classify_text("GRIPPE carabinee, du lundi!") is first  # same normalized text
 
 
 def test_a_corpus_error_names_file_and_line_never_the_text(tmp_path: Path) -> None:
