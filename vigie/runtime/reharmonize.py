@@ -231,6 +231,7 @@ def reharmonize(
             else {}
         )
         summary.absences_before = len(before)
+        after: dict[str, str] = {}
         producer = Producer({
             "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
             "message.max.bytes": 4_000_000,
@@ -254,14 +255,7 @@ def reharmonize(
             summary.records += out.curated_records
             summary.dead_letters += len(out.dead_letters)
             summary.unmapped += sum(out.unmapped.values())
-            for key, after in absences:
-                old = before.get(key)
-                if old is None:
-                    summary.new += 1
-                elif old[1] == after:
-                    summary.unchanged += 1
-                else:
-                    summary.transitions[(old[1], after)] += 1
+            after.update(absences)  # a record sent in several versions counts once: its last
             if on_progress is not None:
                 on_progress(summary.messages, summary.records)
 
@@ -298,6 +292,14 @@ def reharmonize(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    for key, reason in after.items():
+        old = before.get(key)
+        if old is None:
+            summary.new += 1
+        elif old[1] == reason:
+            summary.unchanged += 1
+        else:
+            summary.transitions[(old[1], reason)] += 1
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
