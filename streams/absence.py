@@ -1,126 +1,159 @@
-"""Motif d'absence: local code lists first, then free text through a keyword classifier.
+"""Motif d'absence → one of the network's canonical reasons, in layers.
 
-The classifier tolerates case, missing accents, punctuation and typos: phrases match
-on word boundaries, single words exactly or (five letters and more) by rapidfuzz
-similarity. When a text names several reasons ("vacances en famille", "deuil dans la
-famille"), the more specific reason wins by ``PRIORITY``. Below the confidence
-threshold the reason is ``inconnu``. Free text never leaves this module: only the
-category does.
+1. the CSS's own code table (``mappings/absence/<css>.csv``): exact;
+2. the stewards' text mappings for that CSS (``mappings/absence_texts/<css>.tsv``): exact
+   on the normalized text;
+3. rules for what must be exact whatever the model thinks: a death beats family or a
+   trip, a suspension is never a transport problem, a school trip is not a family trip;
+4. the statistical model (``absence_model``) trained on the labelled corpus; below the
+   confidence threshold the answer is ``inconnu`` and the text goes to the stewards' log.
+
+Motifs repeat heavily, so each distinct text is classified once and cached (bounded).
+Free text never leaves this module: only the category does.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from rapidfuzz import fuzz, process
+from streams.absence_corpus import CANONICAL_REASONS, UNKNOWN, normalize, read_labelled, steward_files
+from streams.absence_model import TextModel, load_model
 
-CANONICAL_REASONS = (
-    "maladie", "sante_rdv", "famille", "deuil", "activite_scolaire", "suspension",
-    "transport_meteo", "voyage", "religieux_culturel", "personnel", "non_motivee", "inconnu",
+__all__ = ["CANONICAL_REASONS", "UNKNOWN", "AbsenceClassifier", "Classification", "normalize"]
+
+DEFAULT_THRESHOLD = 0.45
+CACHE_MAX = 50_000
+# A motif is a line; a hostile or careless CSS may send pages. Only this much is read, so
+# the cache's memory stays bounded (50,000 × 256 characters) whatever arrives.
+TEXT_MAX = 256
+
+# Exact rules on the normalized text, most specific first. Each is a reason a model must
+# not be allowed to get wrong; the training corpus teaches the same, the rule guarantees it.
+RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("deuil", re.compile(
+        r"\b(deuil\w*|dueil|deces|dece|decede\w*|funera\w*|funeral\w*|funearl|fueneral|enterrement"
+        r"|obseques|mortuaire|mise en terre|passed away|died|death|bereave\w*|shiva|janazah"
+        r"|mort|morte|est mort|perte d un proche)\b")),
+    ("suspension", re.compile(
+        r"\b(suspen\w*|suspandu\w*|susp|expuls\w*|expelled|renvoi|renvoye\w*)\b")),
+    ("activite_scolaire", re.compile(
+        r"\b(voyage|sortie|trip|visite)\b(\s+\w+){0,3}\s+(scolaire|de l ecole|avec l ecole"
+        r"|avec la classe|de classe|etudiant\w*)\b"
+        r"|\b(school|class|field|band|choir|exchange)\s+trip\b")),
 )  # fmt: skip
-UNKNOWN = "inconnu"
-# Most specific first: "deuil dans la famille" is a deuil, "voyage scolaire" a school activity.
-PRIORITY = (
-    "deuil", "suspension", "sante_rdv", "activite_scolaire", "maladie", "religieux_culturel",
-    "voyage", "transport_meteo", "famille", "non_motivee", "personnel",
-)  # fmt: skip
-# Shorter words only match exactly: "bus" must not catch "bug", nor "ill" "all".
-FUZZY_MIN_LENGTH = 5
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def normalize(text: str) -> str:
-    """Casefold, strip accents, and keep words only ("Rendez-vous d'Éric!" → "rendez vous d eric")."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return " ".join(_WORD.findall("".join(c for c in decomposed if not unicodedata.combining(c))))
 
 
 @dataclass(frozen=True)
 class Classification:
-    """Outcome of mapping one motif d'absence."""
+    """Outcome of mapping one motif d'absence; ``by`` names the layer that decided."""
 
     category: str
     confidence: float
     mapped: bool
+    by: str = "none"
 
 
 UNMAPPED = Classification(UNKNOWN, 0.0, False)
+
+
+def _confidence(margin: float) -> float:
+    """The SVM margin on 0..1 (margin 0 → 0.5): a score to threshold, not a probability."""
+    return round(min(1.0, max(0.0, (margin + 1.0) / 2.0)), 3)
 
 
 class AbsenceClassifier:
     """Maps a CSS's local absence code, or free text, to a canonical reason."""
 
     def __init__(
-        self, local_codes: dict[str, dict[str, str]], keywords: dict[str, str], threshold: float = 0.8
+        self,
+        local_codes: dict[str, dict[str, str]],
+        model: TextModel,
+        steward_texts: dict[str, dict[str, str]] | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
-        unknown = {r for table in [keywords, *local_codes.values()] for r in table.values()} - set(
-            CANONICAL_REASONS
-        )
+        steward_texts = steward_texts or {}
+        tables = [*local_codes.values(), *steward_texts.values()]
+        unknown = {r for table in tables for r in table.values()} - set(CANONICAL_REASONS)
         if unknown:
             raise ValueError(f"absence mappings use non-canonical reasons: {sorted(unknown)}")
         self._local_codes = local_codes
-        self._keywords = keywords
-        self._phrases = [k for k in keywords if " " in k]
-        self._words = {k: r for k, r in keywords.items() if " " not in k}
-        self._fuzzy_words = [k for k in self._words if len(k) >= FUZZY_MIN_LENGTH]
-        self._rank = {reason: i for i, reason in enumerate(PRIORITY)}
+        self._steward = steward_texts
+        self._model = model
         self.threshold = threshold
+        self._cache: dict[str, Classification] = {}  # by raw text (and CSS where it has stewards' texts)
+        self._by_norm: dict[str, Classification] = {}  # by normalized text
+        digest = hashlib.sha256(model.fingerprint.encode())
+        digest.update(repr(sorted((c, sorted(t.items())) for c, t in steward_texts.items())).encode())
+        digest.update(f"threshold={threshold}".encode())
+        self.fingerprint = digest.hexdigest()[:16]
 
     @classmethod
-    def from_dir(cls, mappings_dir: Path, threshold: float = 0.8) -> AbsenceClassifier:
-        """Load ``absence/<css>.csv`` code lists and ``absence_keywords.csv``."""
+    def from_dir(cls, mappings_dir: Path, threshold: float = DEFAULT_THRESHOLD) -> AbsenceClassifier:
+        """Load ``absence/<css>.csv`` code lists, the stewards' texts and the model."""
         local: dict[str, dict[str, str]] = {}
         for path in sorted((mappings_dir / "absence").glob("*.csv")):
             with path.open(encoding="utf-8", newline="") as f:
                 local[path.stem] = {
                     r["local_code"].strip().upper(): r["reason"].strip() for r in csv.DictReader(f)
                 }
-        with (mappings_dir / "absence_keywords.csv").open(encoding="utf-8", newline="") as f:
-            keywords = {normalize(r["keyword"]): r["reason"].strip() for r in csv.DictReader(f)}
-        return cls(local, keywords, threshold)
+        steward = {
+            css: {normalize(e.text): e.category for e in read_labelled(path)}
+            for css, path in steward_files(mappings_dir).items()
+        }
+        return cls(local, load_model(mappings_dir), steward, threshold)
 
     def knows_css(self, css: str) -> bool:
         """True when the CSS has a local code list."""
         return css in self._local_codes
 
     def classify_code(self, css: str, code: str) -> Classification:
+        """The CSS's own code table, exact (case and surrounding spaces ignored)."""
         reason = self._local_codes.get(css, {}).get(code.strip().upper())
-        return UNMAPPED if reason is None else Classification(reason, 1.0, True)
+        return UNMAPPED if reason is None else Classification(reason, 1.0, True, "local_code")
 
-    def classify_text(self, text: str) -> Classification:
+    def classify_text(self, text: str, css: str | None = None) -> Classification:
         """Classify free text; never raises: unknown or empty text gives ``inconnu``."""
+        text = text[:TEXT_MAX]
+        key = f"{css}\x00{text}" if css in self._steward else text
+        found = self._cache.get(key)
+        if found is None:
+            found = self._classify_uncached(text, css)
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()  # a bounded memory; motifs repeat, it refills with the common ones
+            self._cache[key] = found
+        return found
+
+    def _classify_uncached(self, text: str, css: str | None) -> Classification:
         norm = normalize(text)
         if not norm:
             return UNMAPPED
-        padded = f" {norm} "
-        found: dict[str, float] = {}
-        for phrase in self._phrases:
-            if f" {phrase} " in padded:
-                found[self._keywords[phrase]] = 1.0
-        best_fuzzy = 0.0
-        for word in norm.split():
-            reason = self._words.get(word)
+        if css is not None:
+            reason = self._steward.get(css, {}).get(norm)
             if reason is not None:
-                found[reason] = 1.0
-                continue
-            if len(word) < FUZZY_MIN_LENGTH or not self._fuzzy_words:
-                continue
-            match = process.extractOne(word, self._fuzzy_words, scorer=fuzz.ratio)
-            if match is None:
-                continue
-            score = match[1] / 100
-            best_fuzzy = max(best_fuzzy, score)
-            if score >= self.threshold:
-                reason = self._words[match[0]]
-                found[reason] = max(found.get(reason, 0.0), score)
-        if not found:
-            return Classification(UNKNOWN, round(best_fuzzy, 3), False)
-        category = min(found, key=lambda r: self._rank.get(r, len(PRIORITY)))
-        return Classification(category, round(found[category], 3), True)
+                return Classification(reason, 1.0, reason != UNKNOWN, "steward")
+        found = self._by_norm.get(norm)
+        if found is None:
+            # Each distinct normalized text meets the rules and the model once ("Malade",
+            # "malade!" and "MALADE" are one text); bounded like the raw-text cache.
+            found = self._by_rules_or_model(norm)
+            if len(self._by_norm) >= CACHE_MAX:
+                self._by_norm.clear()
+            self._by_norm[norm] = found
+        return found
+
+    def _by_rules_or_model(self, norm: str) -> Classification:
+        for reason, pattern in RULES:
+            if pattern.search(norm):
+                return Classification(reason, 1.0, True, "rule")
+        category, margin = self._model.predict_one(norm)
+        confidence = _confidence(margin)
+        if category == UNKNOWN or confidence < self.threshold:
+            return Classification(UNKNOWN, confidence, False, "model")
+        return Classification(category, confidence, True, "model")
 
     def classify(self, css: str, code: str | None, text: str | None) -> Classification:
         """Local code first, then free text."""
@@ -129,5 +162,5 @@ class AbsenceClassifier:
             if by_code.mapped or not text:
                 return by_code
         if text:
-            return self.classify_text(text)
+            return self.classify_text(text, css)
         return UNMAPPED

@@ -108,6 +108,7 @@ class Harmonizer:
                 continue
             digest.update(path.relative_to(mappings_dir).as_posix().encode())
             digest.update(path.read_bytes())
+        digest.update(self.absence.fingerprint.encode())  # the model, its corpus, the stewards' texts
         self.version = "m" + digest.hexdigest()[:10]
 
     @staticmethod
@@ -167,7 +168,7 @@ class Harmonizer:
         if status == "present":
             return {"status": status, "absence_reason": None, "reason_mapped": True}
         code, text = rec["absence_code"], rec["absence_text"]
-        found = self.absence.classify(css, code, text)
+        found = self.absence.classify(css, code, text)  # cached per distinct text
         if not found.mapped:
             for name, value in (("absence_code", code), ("absence_text", text)):
                 if value and value.strip():

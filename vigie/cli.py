@@ -336,31 +336,116 @@ def classify(
     css: Annotated[
         str | None, typer.Option("--css", help="Organization code: try its local absence codes first.")
     ] = None,
+    evaluate: Annotated[
+        Path | None,
+        typer.Option("--evaluate", help="Score a labelled file (TSV text<TAB>category, or CSV) instead."),
+    ] = None,
+    unseen: Annotated[
+        bool, typer.Option("--unseen", help="With --evaluate: drop the texts the model was trained on.")
+    ] = False,
+    examples: Annotated[
+        bool, typer.Option("--examples", help="With --evaluate: show up to 3 texts per confusion.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="With --evaluate: machine-readable output.")
+    ] = False,
 ) -> None:
     """Classify motifs d'absence read on stdin, one per line; print one JSON object per line.
 
     Each object has text, category (one of the 12 canonical reasons), confidence, mapped
-    and by ('local_code' or 'text'). Unknown or empty input gives 'inconnu', never an error.
+    and by (local_code, steward, rule, model or none). Unknown or empty input gives
+    'inconnu', never an error.
+
+    With --evaluate FILE: accuracy, wrong-category rate (a reason other than the label;
+    'inconnu' is counted apart), per-category precision and recall, and the confusions.
     """
     import sys
 
     from schemas.organizations import load_organizations
     from streams.absence import AbsenceClassifier
+    from streams.absence_corpus import CorpusError
 
     settings = _settings(None)
     if css is not None and css not in load_organizations(settings.organizations_file):
         raise _fail(f"unknown organization code {css!r} (see `vigie status` for the list)", 2)
-    classifier = AbsenceClassifier.from_dir(settings.mappings_dir)
+    try:
+        classifier = AbsenceClassifier.from_dir(settings.mappings_dir)
+    except (CorpusError, ValueError) as exc:
+        raise _fail(f"cannot load the absence mappings: {exc}") from None
+    if evaluate is not None:
+        _evaluate_classifier(classifier, evaluate, css, unseen, examples, json_out, settings.mappings_dir)
+        return
     for line in sys.stdin:
         text = line.rstrip("\r\n")
-        found, by = None, "text"
+        found = None
         if css is not None:
-            found, by = classifier.classify_code(css, text), "local_code"
+            found = classifier.classify_code(css, text)
         if found is None or not found.mapped:
-            found, by = classifier.classify_text(text), "text"
+            found = classifier.classify_text(text, css)
         out = {"text": text, "category": found.category, "confidence": found.confidence,
-               "mapped": found.mapped, "by": by}  # fmt: skip
+               "mapped": found.mapped, "by": found.by}  # fmt: skip
         print(json.dumps(out, ensure_ascii=False), flush=True)
+
+
+def _evaluate_classifier(
+    classifier: object, path: Path, css: str | None, unseen: bool, examples: bool, json_out: bool,
+    mappings_dir: Path,
+) -> None:  # fmt: skip
+    """``vigie classify --evaluate``: score the classifier on a labelled file and print it."""
+    import time
+
+    from rich.table import Table
+
+    from streams.absence import AbsenceClassifier
+    from streams.absence_corpus import CorpusError, normalize, read_any, training_examples
+    from streams.absence_evaluate import evaluate
+
+    assert isinstance(classifier, AbsenceClassifier)
+    try:
+        rows = read_any(path)
+    except CorpusError as exc:
+        raise _fail(str(exc), 2) from None
+    dropped = 0
+    if unseen:
+        seen = {normalize(e.text) for e in training_examples(mappings_dir)}
+        kept = [r for r in rows if normalize(r.text) not in seen]
+        dropped, rows = len(rows) - len(kept), kept
+    if not rows:
+        raise _fail(f"{path}: no labelled rows to score", 2)
+    started = time.perf_counter()
+    result = evaluate(rows, lambda text: classifier.classify(css, None, text).category if css
+                      else classifier.classify_text(text).category)  # fmt: skip
+    per_text_us = (time.perf_counter() - started) / len(rows) * 1e6  # each text once: uncached
+    if json_out:
+        payload = {"file": str(path), "dropped_as_seen": dropped, **result.as_dict(),
+                   "us_per_text": round(per_text_us)}  # fmt: skip
+        print(json.dumps(payload, ensure_ascii=False))
+        return
+    scope = f" ({dropped} texts seen in training left out)" if unseen else ""
+    console.print(
+        f"[bold]{path}[/bold]: {result.total} entries{scope} — accuracy [bold]{result.accuracy:.1%}[/bold] "
+        f"({result.right}/{result.total}), wrong category [bold]{result.wrong_rate:.1%}[/bold] "
+        f"({result.wrong_category}), left as inconnu {result.missed_rate:.1%} ({result.missed}); "
+        f"{per_text_us:.0f} µs per text (uncached)"
+    )
+    table = Table("category", "expected", "predicted", "precision", "recall")
+    for score in result.per_category:
+        table.add_row(
+            score.category, str(score.expected), str(score.predicted),
+            "—" if score.precision is None else f"{score.precision:.1%}",
+            "—" if score.recall is None else f"{score.recall:.1%}",
+        )  # fmt: skip
+    console.print(table)
+    if result.confusions:
+        confusions = Table("expected", "predicted", "count", *(["examples"] if examples else []))
+        for (want, got), n in result.confusions.most_common():
+            cells = [want, got, str(n)]
+            if examples:
+                texts = [r.text for r in rows if r.category == want
+                         and classifier.classify_text(r.text).category == got][:3]  # fmt: skip
+                cells.append(" | ".join(texts))
+            confusions.add_row(*cells)
+        console.print(confusions)
 
 
 @app.command()
@@ -518,6 +603,145 @@ def mappings_report(
     for e in entries:
         table.add_row(e.css, e.dataset, e.field, e.value, f"{e.count:,}", e.last_seen)
     console.print(table)
+
+
+@mappings_app.command("set")
+def mappings_set(
+    css: Annotated[str, typer.Option("--css", help="Organization the mapping belongs to.")],
+    category: Annotated[str, typer.Option("--category", help="One of the 12 canonical reasons.")],
+    text: Annotated[str | None, typer.Option("--text", help="A motif typed as free text.")] = None,
+    code: Annotated[str | None, typer.Option("--code", help="A local absence code.")] = None,
+) -> None:
+    """Data stewards: map a motif d'absence (free text or local code) to a canonical reason.
+
+    A text joins the CSS's table (exact for that CSS) and the training data of the model
+    (every CSS); a code joins the CSS's code table. The mapping version changes: run
+    `vigie reharmonize --since DATE --css CODE` to apply it to history.
+    """
+    from schemas.organizations import load_organizations
+    from streams.absence import AbsenceClassifier
+    from streams.absence_corpus import CANONICAL_REASONS, CorpusError, set_code_mapping, set_text_mapping
+
+    settings = _settings(None)
+    if css not in load_organizations(settings.organizations_file):
+        raise _fail(f"unknown organization code {css!r}", 2)
+    if category not in CANONICAL_REASONS:
+        raise _fail(f"--category must be one of: {', '.join(CANONICAL_REASONS)}", 2)
+    if (text is None) == (code is None):
+        raise _fail("give exactly one of --text or --code", 2)
+    try:
+        if text is not None:
+            changed = set_text_mapping(settings.mappings_dir, css, text, category)
+        else:
+            assert code is not None
+            changed = set_code_mapping(settings.mappings_dir, css, code, category)
+        classifier = AbsenceClassifier.from_dir(settings.mappings_dir)
+    except (CorpusError, ValueError, OSError) as exc:
+        raise _fail(f"mapping not saved: {exc}", 2) from None
+    found = classifier.classify(css, code, text)
+    what = "text" if text is not None else f"code {code!r}"
+    if not changed:
+        console.print(f"{css}: this {what} already maps to {category}; nothing changed.")
+        return
+    console.print(
+        f"{css}: {what} → [bold]{found.category}[/bold] (by {found.by}). "
+        f"Apply it to history with `vigie reharmonize --since YYYY-MM-DD --css {css}`; "
+        "a running worker uses it for new data after a restart."
+    )
+
+
+@app.command()
+def reharmonize(
+    since: Annotated[
+        str, typer.Option("--since", help="Replay what the CSS sent from this day (YYYY-MM-DD).")
+    ],
+    css: Annotated[
+        list[str] | None, typer.Option("--css", help="Only these organizations (repeatable); default all.")
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", help="attendance, grades or staff (repeatable); default all."),
+    ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=32,
+            help="Stage processes: 1 runs the stage in this process (the fastest measured on 2 "
+            "cores), 0 one per CPU core.",
+        ),
+    ] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Re-harmonize history: replay the raw topics through the stage with today's mappings.
+
+    The raw topics keep what each CSS sent; replayed through the same stage with the
+    current mapping tables and model, each record keeps its ids and replaces its row in
+    the warehouse (nothing doubles). Needs the broker: VIGIE_BROKER_URL and
+    VIGIE_REGISTRY_URL, or a `vigie up` running on the data directory. Prints what
+    changed, e.g. « 1 234 marques inconnu → maladie ».
+    """
+    import os
+    from datetime import date
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from schemas.contracts import Dataset
+    from schemas.organizations import load_organizations
+    from streams.pseudonymize import PseudonymKeyError
+    from vigie.runtime.reharmonize import ReharmonizeError, format_count
+    from vigie.runtime.reharmonize import reharmonize as replay
+
+    settings = _settings(data_dir)
+    try:
+        start = date.fromisoformat(since)
+    except ValueError:
+        raise _fail(f"--since {since!r} is not a date (YYYY-MM-DD)", 2) from None
+    if start > date.today():
+        raise _fail("--since is in the future: there is nothing to replay yet", 2)
+    organizations = load_organizations(settings.organizations_file)
+    unknown = sorted(set(css or []) - set(organizations))
+    if unknown:
+        raise _fail(f"unknown organization code(s): {', '.join(unknown)}", 2)
+    names = {d.value: d for d in Dataset}
+    bad = sorted(set(dataset or []) - set(names))
+    if bad:
+        raise _fail(f"unknown dataset(s): {', '.join(bad)} (attendance, grades, staff)", 2)
+    chosen = [names[d] for d in dict.fromkeys(dataset)] if dataset else list(Dataset)
+    if not settings.pseudonym_key and not settings.pseudonym_key_file and settings.embedded_key_file.exists():
+        # The running embedded worker's own key: replayed records get the same pseudonyms.
+        settings = settings.model_copy(update={"embedded": True})
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=err, transient=True, disable=json_out,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("reading what the curated topic carries…", total=None)
+
+        def advance(messages: int, records: int) -> None:
+            progress.update(task, description=f"replayed {messages:,} messages, {records:,} records")
+
+        try:
+            workers = processes or os.cpu_count() or 1
+            summary = replay(settings, start, sorted(css or organizations), chosen, workers, advance)
+        except (ReharmonizeError, PseudonymKeyError) as exc:
+            raise _fail(str(exc)) from None
+    if json_out:
+        print(json.dumps(summary.to_json(), ensure_ascii=False))
+        return
+    rate = summary.records / summary.elapsed_s if summary.elapsed_s else 0
+    console.print(
+        f"{format_count(summary.records)} records replayed since {summary.since} "
+        f"(mapping version {summary.mapping_version}) in {summary.elapsed_s:.1f} s "
+        f"({format_count(round(rate))} records/s); {format_count(summary.dead_letters)} refused again "
+        f"(not resent), {format_count(summary.unmapped)} values still unmapped."
+    )
+    if not summary.transitions:
+        console.print(f"No motif d'absence changed ({format_count(summary.unchanged)} unchanged).")
+    for (old, new), n in summary.transitions.most_common():
+        console.print(f"« {format_count(n)} marques `{old}` → `{new}` »")
+    if summary.transitions:
+        console.print(f"{format_count(summary.unchanged)} unchanged, {format_count(summary.new)} new.")
 
 
 @app.command()

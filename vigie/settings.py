@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         description="Partitions of the curated, dead-letter and heartbeat topics: how many workers "
         "can share the sinks. Faust gives partition N of every topic to one worker.",
     )
+    replay_retention_days: int = Field(
+        400,
+        ge=1,
+        description="Days the raw and curated topics keep their messages, so that `vigie reharmonize` "
+        "can replay history with new mappings (a school year and then some).",
+    )
     stream_buffer_max: int = Field(
         256,
         ge=1,

@@ -116,14 +116,21 @@ def ensure_pipeline_topics(
     partitions: int,
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
+    replay_retention_days: int = 0,
 ) -> None:
     """The pipeline's topics: raw ones (216 of them) with ``raw_partitions`` each, the others
     with ``partitions``. Faust assigns partition N of every topic with the same count to one
     worker, so each count caps how many workers share that stage. ``bootstrap`` is a
-    'host:port' or a full client configuration (see ``client_config``)."""
+    'host:port' or a full client configuration (see ``client_config``). Raw and curated topics
+    keep ``replay_retention_days`` of messages when given (`vigie reharmonize` replays them)."""
     rf, isr = replication_factor, min_insync_replicas
-    ensure_topics(bootstrap, [t for t in topics if t.startswith("raw.")], raw_partitions, rf, isr)
-    ensure_topics(bootstrap, [t for t in topics if not t.startswith("raw.")], partitions, rf, isr)
+    keep = {"retention.ms": str(replay_retention_days * 86_400_000)} if replay_retention_days else None
+    raw = [t for t in topics if t.startswith("raw.")]
+    curated = [t for t in topics if t.startswith("curated.")]
+    ensure_topics(bootstrap, raw, raw_partitions, rf, isr, topic_settings=keep)
+    ensure_topics(bootstrap, curated, partitions, rf, isr, topic_settings=keep)
+    others = [t for t in topics if not t.startswith(("raw.", "curated."))]
+    ensure_topics(bootstrap, others, partitions, rf, isr)
 
 
 def ensure_topics(
@@ -133,6 +140,7 @@ def ensure_topics(
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
     timeout_s: float = 30.0,
+    topic_settings: dict[str, str] | None = None,
 ) -> None:
     """Create the topics that do not exist yet (explicitly: never rely on auto-create), with
     the cluster's replication: a write is acknowledged once ``min_insync_replicas`` have it."""
@@ -152,6 +160,7 @@ def ensure_topics(
     except Exception as exc:
         raise BrokerError(f"cannot reach the broker at {config['bootstrap.servers']}: {exc}") from None
     topic_config = {"min.insync.replicas": str(min_insync_replicas)} if replication_factor > 1 else {}
+    topic_config |= topic_settings or {}
     missing = [
         NewTopic(t, num_partitions=partitions, replication_factor=replication_factor, config=topic_config)
         for t in topics

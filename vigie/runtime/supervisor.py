@@ -141,7 +141,11 @@ class EmbeddedRuntime:
         self._registry = RegistryServer(s.web_host, s.registry_port, self.data_dir / "registry.json").start()
         say(f"registry  {self._registry.url}")
         ensure_pipeline_topics(
-            self._broker.bootstrap, all_topics(list(orgs)), s.raw_topic_partitions, s.topic_partitions
+            self._broker.bootstrap,
+            all_topics(list(orgs)),
+            s.raw_topic_partitions,
+            s.topic_partitions,
+            replay_retention_days=s.replay_retention_days,
         )
         return self._broker.bootstrap, self._registry.url
 

@@ -1,0 +1,223 @@
+"""The labelled corpus of motifs d'absence the statistical layer learns from.
+
+Files are tab-separated ``text<TAB>category`` with a header line, UTF-8:
+
+- ``mappings/absence_corpus/train.tsv`` — what the model learns from;
+- ``mappings/absence_corpus/dev.tsv`` — what thresholds and features were chosen on;
+- ``mappings/absence_corpus/heldout.tsv`` — written first, never tuned on;
+- ``mappings/absence_texts/<css>.tsv`` — the stewards' mappings, one file per CSS: exact
+  for that CSS, and training data for every CSS;
+- ``mappings/absence_keywords.csv`` — the former keyword lexicon, kept as training data.
+
+Training rows are augmented with seeded typos (a letter dropped, doubled, swapped or
+replaced), so the same corpus always gives the same model.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+CANONICAL_REASONS = (
+    "maladie", "sante_rdv", "famille", "deuil", "activite_scolaire", "suspension",
+    "transport_meteo", "voyage", "religieux_culturel", "personnel", "non_motivee", "inconnu",
+)  # fmt: skip
+UNKNOWN = "inconnu"
+CORPUS_DIR = "absence_corpus"
+STEWARD_DIR = "absence_texts"
+HEADER = ("text", "category")
+AUGMENT_SEED = 17
+AUGMENT_COPIES = 2
+# How secretaries wrap a reason: "absent - malade", "abs. grippe", "absente pour rdv".
+# A reason wrapped this way is still that reason; alone, these words are ``inconnu``.
+FILLERS = ("absent", "absente", "abs", "absent pour", "absente pour", "absence", "motif")
+SUFFIXES = ("aujourd hui", "ce matin", "cet apres midi", "today", "am", "pm", "toute la journee")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def normalize(text: str) -> str:
+    """Casefold, strip accents, and keep words only ("Rendez-vous d'Éric!" → "rendez vous d eric")."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return " ".join(_WORD.findall("".join(c for c in decomposed if not unicodedata.combining(c))))
+
+
+class CorpusError(ValueError):
+    """A labelled file that cannot be read: names the file, line and rule, never the text."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled motif."""
+
+    text: str
+    category: str
+
+
+def read_labelled(path: Path) -> list[Example]:
+    """Read a labelled TSV (``text<TAB>category``, header first). Raises ``CorpusError``."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: cannot read ({type(exc).__name__})") from None
+    lines = raw.splitlines()
+    if not lines or tuple(c.strip().lower() for c in lines[0].split("\t")) != HEADER:
+        raise CorpusError(f"{path}: line 1 must be the header 'text<TAB>category'")
+    out = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip("\t"):
+            continue  # a blank line, not an empty motif (those are written "<TAB>inconnu")
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise CorpusError(f"{path}: line {number} must have exactly two tab-separated fields")
+        category = parts[1].strip()
+        if category not in CANONICAL_REASONS:
+            raise CorpusError(f"{path}: line {number}: category is not one of the canonical reasons")
+        out.append(Example(parts[0], category))
+    return out
+
+
+def read_any(path: Path) -> list[Example]:
+    """A labelled TSV, or a CSV with ``text`` and ``category`` columns (the older test sets)."""
+    if path.suffix.lower() != ".csv":
+        return read_labelled(path)
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"text", "category"} <= set(reader.fieldnames or ()):
+                raise CorpusError(f"{path}: a CSV needs the columns 'text' and 'category'")
+            rows = [Example(r["text"] or "", (r["category"] or "").strip()) for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CorpusError(f"{path}: cannot read ({type(exc).__name__})") from None
+    for number, row in enumerate(rows, start=2):
+        if row.category not in CANONICAL_REASONS:
+            raise CorpusError(f"{path}: line {number}: category is not one of the canonical reasons")
+    return rows
+
+
+def write_labelled(path: Path, examples: Iterable[Example]) -> None:
+    """Write a labelled TSV; tabs and line breaks inside a text become spaces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = [" ".join(e.text.split()) + "\t" + e.category for e in examples]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(["\t".join(HEADER), *body]) + "\n", encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a file
+
+
+def steward_files(mappings_dir: Path) -> dict[str, Path]:
+    """The stewards' text mappings, by CSS code."""
+    return {p.stem: p for p in sorted((mappings_dir / STEWARD_DIR).glob("*.tsv"))}
+
+
+def keyword_examples(mappings_dir: Path) -> list[Example]:
+    """The former keyword lexicon (``absence_keywords.csv``) as training examples."""
+    path = mappings_dir / "absence_keywords.csv"
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", newline="") as f:
+        return [Example(r["keyword"], r["reason"].strip()) for r in csv.DictReader(f)]
+
+
+def training_examples(mappings_dir: Path) -> list[Example]:
+    """Everything the model learns from: the training set, the lexicon, the stewards' mappings.
+    Never the dev or held-out sets."""
+    rows = read_labelled(mappings_dir / CORPUS_DIR / "train.tsv") + keyword_examples(mappings_dir)
+    for path in steward_files(mappings_dir).values():
+        rows += read_labelled(path)
+    return rows
+
+
+def training_files(mappings_dir: Path) -> list[Path]:
+    """The files the model is trained from, for the mapping version."""
+    files = [mappings_dir / CORPUS_DIR / "train.tsv", mappings_dir / "absence_keywords.csv"]
+    return [p for p in files if p.exists()] + list(steward_files(mappings_dir).values())
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    i = rng.randrange(len(word))
+    op = rng.randrange(4)
+    if op == 0:
+        return word[:i] + word[i + 1 :]
+    if op == 1 and i < len(word) - 1:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if op == 2:
+        return word[:i] + word[i] + word[i:]
+    return word[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz") + word[i + 1 :]
+
+
+def augment(
+    examples: Iterable[Example], copies: int = AUGMENT_COPIES, seed: int = AUGMENT_SEED
+) -> list[tuple[str, str]]:
+    """Normalized examples, ``copies`` seeded one-typo variants of each (words of 5+
+    letters only: a typo in a short word makes another word), and each reason once more
+    behind a filler word ("absent - malade") and before one ("malade ce matin")."""
+    rng = random.Random(seed)
+    out = []
+    for example in examples:
+        norm = normalize(example.text)
+        out.append((norm, example.category))
+        words = norm.split()
+        long_words = [i for i, w in enumerate(words) if len(w) >= 5]
+        for _ in range(copies if long_words else 0):
+            variant = list(words)
+            i = rng.choice(long_words)
+            variant[i] = _typo(variant[i], rng)
+            out.append((" ".join(variant), example.category))
+        if example.category != UNKNOWN and norm:
+            out.append((f"{rng.choice(FILLERS)} {norm}", example.category))
+            out.append((f"{norm} {rng.choice(SUFFIXES)}", example.category))
+    return out
+
+
+STEWARD_TEXT_MAX = 200
+_CODE = re.compile(r"^[A-Za-z0-9._-]{1,16}$")
+
+
+def set_text_mapping(mappings_dir: Path, css: str, text: str, category: str) -> bool:
+    """A steward's decision: ``text`` means ``category`` for ``css``. It becomes exact for that
+    CSS and training data for every CSS. Returns False when it was already so."""
+    if category not in CANONICAL_REASONS:
+        raise CorpusError("category is not one of the canonical reasons")
+    clean = " ".join(text.split())
+    if not normalize(clean):
+        raise CorpusError("the text has no letter or digit to map")
+    if len(clean) > STEWARD_TEXT_MAX:
+        raise CorpusError(f"the text is longer than {STEWARD_TEXT_MAX} characters")
+    path = mappings_dir / STEWARD_DIR / f"{css}.tsv"
+    rows = read_labelled(path) if path.exists() else []
+    key = normalize(clean)
+    if any(normalize(r.text) == key and r.category == category for r in rows):
+        return False
+    rows = [r for r in rows if normalize(r.text) != key] + [Example(clean, category)]
+    write_labelled(path, rows)
+    return True
+
+
+def set_code_mapping(mappings_dir: Path, css: str, code: str, category: str) -> bool:
+    """A steward's decision: the CSS's local code ``code`` means ``category`` (its code table).
+    Returns False when it was already so."""
+    if category not in CANONICAL_REASONS:
+        raise CorpusError("category is not one of the canonical reasons")
+    code = code.strip().upper()
+    if not _CODE.match(code):
+        raise CorpusError("a local code is 1 to 16 letters, digits, '.', '_' or '-'")
+    path = mappings_dir / "absence" / f"{css}.csv"
+    table: dict[str, str] = {}
+    if path.exists():
+        with path.open(encoding="utf-8", newline="") as f:
+            table = {r["local_code"].strip().upper(): r["reason"].strip() for r in csv.DictReader(f)}
+    if table.get(code) == category:
+        return False
+    table[code] = category
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(("local_code", "reason"))
+        writer.writerows(sorted(table.items()))
+    tmp.replace(path)
+    return True

@@ -1,0 +1,309 @@
+"""Re-harmonization a posteriori: replay the raw topics through the stage with today's mappings.
+
+The raw topics keep what each CSS sent (their retention is a setting). Replaying them from
+a date through the same stage — same code, same pseudonym key, current mapping tables and
+model — gives curated records with the same ``record_key`` and ``row_version`` (the
+connector's detection time) and a newer mapping version. They leave on the curated
+topics like any other batch; the worker's sinks insert them and the warehouse's
+ReplacingMergeTree keeps the last insert of equal versions, so the new rows replace the
+old ones and nothing doubles.
+
+What changed is measured on the motifs d'absence: before = what the curated topic last
+carried for each absence (read first, from the same date), after = what the replay
+gives. Dead letters and unmapped values of the replay are counted, not sent again (the
+first pass already reported them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from schemas.contracts import CURATED_RECORDS_FIELD, Dataset, curated_contract, curated_topic, raw_topic
+from schemas.wire import AvroCodec
+from streams.curate import RawMessage, StageOutput
+from vigie.runtime.stage_pool import Stage
+from vigie.runtime.supervisor import RuntimeInfo
+from vigie.settings import Settings
+
+CHUNK_MESSAGES = 200  # raw messages per stage call: one take() batch's worth
+IDLE_S = 3.0  # no message for this long on any assigned partition: the end of the topics
+
+
+class ReharmonizeError(RuntimeError):
+    """Cannot replay: no broker, bad arguments. The message is for the user."""
+
+
+@dataclass
+class ReharmonizeSummary:
+    """What a replay did."""
+
+    since: str
+    mapping_version: str = ""
+    messages: int = 0
+    records: int = 0  # curated records sent again (they replace their rows)
+    dead_letters: int = 0  # refused again: not sent again
+    unmapped: int = 0  # values still without a mapping after the replay
+    absences_before: int = 0
+    transitions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (before, after)
+    unchanged: int = 0
+    new: int = 0  # absences the curated topic had not carried yet
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "since": self.since, "mapping_version": self.mapping_version, "messages": self.messages,
+            "records": self.records, "dead_letters": self.dead_letters, "unmapped": self.unmapped,
+            "absences_before": self.absences_before, "unchanged": self.unchanged, "new": self.new,
+            "changed": [{"from": b, "to": a, "count": n} for (b, a), n in self.transitions.most_common()],
+            "elapsed_s": round(self.elapsed_s, 2),
+            "records_per_s": round(self.records / self.elapsed_s) if self.elapsed_s else 0,
+        }  # fmt: skip
+
+
+def endpoints(settings: Settings) -> tuple[str, str]:
+    """The broker and registry: configured, or those of the `vigie up` running on the data dir
+    (the embedded broker keeps its topics in memory: only the running one has them)."""
+    if settings.broker_url and settings.registry_url:
+        return settings.broker_url, settings.registry_url
+    info = RuntimeInfo.read(settings.runtime_file)
+    if info is None:
+        raise ReharmonizeError(
+            "no broker: set VIGIE_BROKER_URL and VIGIE_REGISTRY_URL, "
+            f"or run `vigie up` on {settings.data_dir}"
+        )
+    return settings.broker_url or info.broker, settings.registry_url or info.registry_url
+
+
+# -- the stage, in child processes --------------------------------------------------------
+_STAGE: Stage | None = None
+_CODEC: AvroCodec | None = None
+
+
+def _init_child(settings: Settings) -> None:
+    global _STAGE, _CODEC
+    _STAGE = Stage.from_settings(settings)
+    _CODEC = _STAGE.codec
+
+
+def _absences(codec: AvroCodec, out: StageOutput) -> list[tuple[str, str]]:
+    """(record_key, absence reason) of the attendance records a stage output carries."""
+    found = []
+    field_name = CURATED_RECORDS_FIELD[Dataset.ATTENDANCE]
+    for dataset, value in out.curated:
+        if dataset is Dataset.ATTENDANCE:
+            for record in codec.decode(value, curated_contract(dataset))[field_name]:
+                if record["absence_reason"] is not None:
+                    found.append((record["record_key"], record["absence_reason"]))
+    return found
+
+
+def _ready() -> bool:
+    return _STAGE is not None
+
+
+def _run_child(messages: list[RawMessage]) -> tuple[StageOutput, list[tuple[str, str]]]:
+    assert _STAGE is not None and _CODEC is not None, "reharmonize child not initialized"
+    out = _STAGE.run(messages)
+    return out, _absences(_CODEC, out)
+
+
+# -- reading topics -------------------------------------------------------------------------
+def _consumer(bootstrap: str) -> Consumer:
+    # A throwaway group that commits nothing: a replay never moves the worker's offsets.
+    return Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"vigie-reharmonize-{time.time_ns()}",
+        "enable.auto.commit": False, "auto.offset.reset": "earliest",
+    })  # fmt: skip
+
+
+def _assign_since(consumer: Consumer, topics: list[str], since_ms: int) -> int:
+    """Assign every partition of the existing ``topics`` from the first message at or after
+    ``since_ms``; returns how many partitions were assigned."""
+    metadata = consumer.list_topics(timeout=30)
+    partitions = [
+        TopicPartition(t, p, since_ms)
+        for t in topics
+        if t in metadata.topics and metadata.topics[t].error is None
+        for p in metadata.topics[t].partitions
+    ]
+    if not partitions:
+        return 0
+    try:
+        starts = consumer.offsets_for_times(partitions, timeout=30)
+    except KafkaException:
+        # A broker without timestamp lookups: read from the start (retention bounds it).
+        starts = [TopicPartition(tp.topic, tp.partition, -2) for tp in partitions]
+    # -1: nothing at or after the date in that partition; leave it out.
+    assigned = [tp for tp in starts if tp.offset != -1]
+    if assigned:
+        consumer.assign(assigned)
+    return len(assigned)
+
+
+def _drain(consumer: Consumer, on_batch: Callable[[list[RawMessage]], None], idle_s: float) -> None:
+    """Consume until no message arrives for ``idle_s`` (the embedded broker's high watermarks
+    are not reliable, so the end is found by silence, not by offsets)."""
+    last = time.monotonic()
+    while time.monotonic() - last < idle_s:
+        batch = consumer.consume(num_messages=CHUNK_MESSAGES, timeout=0.5)
+        messages = [
+            RawMessage(str(m.topic()), int(m.partition() or 0), int(m.offset() or 0), m.value())
+            for m in batch
+            if m.error() is None
+        ]
+        if messages:
+            on_batch(messages)
+            last = time.monotonic()  # after the work: a slow batch is not silence
+
+
+def _curated_before(
+    bootstrap: str, codec: AvroCodec, css: set[str] | None, since_ms: int, idle_s: float
+) -> dict[str, tuple[datetime, str]]:
+    """The absence reason the curated topic last carried for each record (by processing time)."""
+    contract = curated_contract(Dataset.ATTENDANCE)
+    field_name = CURATED_RECORDS_FIELD[Dataset.ATTENDANCE]
+    before: dict[str, tuple[datetime, str]] = {}
+
+    def take(messages: list[RawMessage]) -> None:
+        for msg in messages:
+            if msg.value is None:
+                continue
+            batch = codec.decode(msg.value, contract)
+            at = batch["processed_at"]
+            for record in batch[field_name]:
+                reason = record["absence_reason"]
+                if reason is None or (css is not None and record["css"] not in css):
+                    continue
+                key = record["record_key"]
+                seen = before.get(key)
+                if seen is None or seen[0] <= at:
+                    before[key] = (at, reason)
+
+    consumer = _consumer(bootstrap)
+    try:
+        if _assign_since(consumer, [curated_topic(Dataset.ATTENDANCE)], since_ms):
+            _drain(consumer, take, idle_s)
+    finally:
+        consumer.close()
+    return before
+
+
+def reharmonize(
+    settings: Settings,
+    since: date,
+    css_codes: list[str],
+    datasets: list[Dataset],
+    processes: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
+    idle_s: float = IDLE_S,
+) -> ReharmonizeSummary:
+    """Replay raw topics of ``css_codes`` × ``datasets`` sent since ``since`` through the stage
+    and send the curated records again. ``on_progress(messages, records)`` after each chunk."""
+    started = time.perf_counter()
+    bootstrap, registry = endpoints(settings)
+    settings = settings.model_copy(update={"broker_url": bootstrap, "registry_url": registry})
+    since_ms = int(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp() * 1000)
+    summary = ReharmonizeSummary(since=since.isoformat())
+    local = Stage.from_settings(settings)
+    summary.mapping_version = local.mapping_version
+    css_filter = set(css_codes)
+    pool = (
+        ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"), _init_child, (settings,))
+        if processes > 1
+        else None
+    )
+    if pool is not None:
+        # Start the stage processes now (each trains its model) while the curated topic is read.
+        warming = [pool.submit(_ready) for _ in range(processes)]
+    try:
+        before = (
+            _curated_before(bootstrap, local.codec, css_filter, since_ms, idle_s)
+            if Dataset.ATTENDANCE in datasets
+            else {}
+        )
+        summary.absences_before = len(before)
+        after: dict[str, str] = {}
+        producer = Producer({
+            "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
+            "message.max.bytes": 4_000_000,
+        })  # fmt: skip
+        failures: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        def handle(out: StageOutput, absences: list[tuple[str, str]], n_messages: int) -> None:
+            for dataset, value in out.curated:
+                while True:
+                    try:
+                        producer.produce(curated_topic(dataset), value=value, on_delivery=delivered)
+                        break
+                    except BufferError:  # the producer's queue is full: let it drain
+                        producer.poll(0.5)
+                producer.poll(0)
+            summary.messages += n_messages
+            summary.records += out.curated_records
+            summary.dead_letters += len(out.dead_letters)
+            summary.unmapped += sum(out.unmapped.values())
+            after.update(absences)  # a record sent in several versions counts once: its last
+            if on_progress is not None:
+                on_progress(summary.messages, summary.records)
+
+        topics = [raw_topic(css, ds) for css in css_codes for ds in datasets]
+        consumer = _consumer(bootstrap)
+        if pool is not None:
+            for ready in warming:
+                ready.result()
+        pending: deque[tuple[Future[tuple[StageOutput, list[tuple[str, str]]]], int]] = deque()
+        try:
+
+            def on_batch(messages: list[RawMessage]) -> None:
+                if pool is None:
+                    out = local.run(messages)
+                    handle(out, _absences(local.codec, out), len(messages))
+                    return
+                pending.append((pool.submit(_run_child, messages), len(messages)))
+                while len(pending) > 2 * processes:  # bounded: memory stays flat on a long replay
+                    future, n = pending.popleft()
+                    handle(*future.result(), n)
+
+            if _assign_since(consumer, topics, since_ms):
+                _drain(consumer, on_batch, idle_s)
+            while pending:
+                future, n = pending.popleft()
+                handle(*future.result(), n)
+            remaining = producer.flush(60)
+            if remaining or failures:
+                raise ReharmonizeError(
+                    f"the broker did not take {remaining + len(failures)} curated messages; run it again"
+                )
+        finally:
+            consumer.close()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    for key, reason in after.items():
+        old = before.get(key)
+        if old is None:
+            summary.new += 1
+        elif old[1] == reason:
+            summary.unchanged += 1
+        else:
+            summary.transitions[(old[1], reason)] += 1
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def format_count(n: int) -> str:
+    """1234567 → '1 234 567' (French grouping, narrow no-break spaces)."""
+    return f"{n:,}".replace(",", "\u202f")
