@@ -10,17 +10,15 @@ checked against its parser by the tests.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from schemas.schools import DEFAULT_SCHOOLS_FILE, load_schools
 from sinks.migrate import statements_of
 from sinks.warehouse import Warehouse
 
 ACCESS_FILE = Path(__file__).parent / "access.sql"
-# The schools reference (css_code, school_code, name, kind), when the repository has it.
-SCHOOLS_FILE = Path(__file__).parent.parent / "schemas" / "reference" / "schools.csv"
 _CSS_CODE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _SCHOOL_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _SECTIONS = ("writer", "ministry", "css", "school")
@@ -44,12 +42,9 @@ def _sections(text: str) -> dict[str, str]:
     return found
 
 
-def load_school_pairs(path: Path = SCHOOLS_FILE) -> list[tuple[str, str]]:
-    """(css_code, school_code) of every school of the reference; none if it is absent."""
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8", newline="") as f:
-        return [(row["css_code"].strip(), row["school_code"].strip()) for row in csv.DictReader(f)]
+def load_school_pairs(path: Path = DEFAULT_SCHOOLS_FILE) -> list[tuple[str, str]]:
+    """(css_code, school_code) of every school of the reference (one role each)."""
+    return [(css, code) for css, schools in load_schools(path).items() for code in schools]
 
 
 def access_statements(

@@ -7,11 +7,12 @@
 -- Once a table has a row policy, a user without one on it sees no rows: each role
 -- below is given exactly the rows it may read.
 -- access:writer
--- The worker (and whoever runs the migrations, the definer of the ministry views): all
--- rows, so that the SQL SECURITY DEFINER views see everything they aggregate.
-CREATE ROLE IF NOT EXISTS vigie_writer;
-GRANT SELECT, INSERT, ALTER, CREATE TABLE, CREATE VIEW, DROP TABLE, DROP VIEW, OPTIMIZE ON {db}.* TO vigie_writer;
-CREATE ROW POLICY IF NOT EXISTS vigie_writer_all ON {db}.attendance_marks, {db}.grade_results, {db}.staff_changes, {db}.dead_letters, {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_writer;
+-- Whoever runs the migrations (the worker's user, `vigie_writer` in the compose stack: a
+-- configuration user holding every grant) is the definer of the ministry views and sees
+-- all rows, so that the SQL SECURITY DEFINER views see everything they aggregate. The
+-- policy names CURRENT_USER, not a role called like that user: ClickHouse resolves a
+-- shared name to the user, whose configuration storage is read-only, and the GRANT fails.
+CREATE ROW POLICY IF NOT EXISTS vigie_writer_all ON {db}.attendance_marks, {db}.grade_results, {db}.staff_changes, {db}.dead_letters, {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING 1 TO CURRENT_USER;
 -- access:ministry
 -- Aggregates only: the ministry_* views (suppressed, rounded, fixed time buckets, run
 -- with their definer's rights) and the pipeline's own counts; no row-level table.

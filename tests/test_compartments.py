@@ -182,8 +182,12 @@ def test_a_school_role_reads_its_own_school_only_and_every_statement_parses(ware
         access_statements("vigie", list(organizations), [("laval", "1'; DROP TABLE x; --")])
 
 
-def test_the_schools_reference_is_read_when_present(tmp_path: Path) -> None:
-    assert load_school_pairs(tmp_path / "absent.csv") == []
+def test_the_schools_reference_gives_one_role_per_school(tmp_path: Path) -> None:
+    from schemas.schools import SchoolsError
+
+    with pytest.raises(SchoolsError, match="cannot read"):  # a missing reference is an error, not "no schools"
+        load_school_pairs(tmp_path / "absent.csv")
+    assert len(load_school_pairs()) > 72  # the shipped reference: several schools per CSS
     path = tmp_path / "schools.csv"
     path.write_text(
         "css_code,school_code,name,kind\nlaval,001,École A,primaire\nlaval,002,École B,secondaire\n"
