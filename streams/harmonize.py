@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,9 @@ IMMIGRATION = {
 
 
 def band_of(percent: float) -> str:
-    """Result band of a percent: '0-60', '61-74' or '75-100'."""
-    rounded = round(percent)
+    """Result band of a percent rounded half up, as results are (74.5 → '75-100'): '0-60',
+    '61-74' or '75-100'. Python's round() would round half to even (74.5 → 74)."""
+    rounded = math.floor(percent + 0.5)
     if rounded <= 60:
         return BANDS[0]
     if rounded <= 74:
@@ -168,6 +170,9 @@ class Harmonizer:
         if status == "present":
             return {"status": status, "absence_reason": None, "reason_mapped": True}
         code, text = rec["absence_code"], rec["absence_text"]
+        if status != "absent" and not (code or "").strip() and not (text or "").strip():
+            # A late arrival or early departure often has no motif: nothing to map.
+            return {"status": status, "absence_reason": None, "reason_mapped": True}
         found = self.absence.classify(css, code, text)  # cached per distinct text
         if not found.mapped:
             for name, value in (("absence_code", code), ("absence_text", text)):

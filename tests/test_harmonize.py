@@ -143,3 +143,26 @@ def test_success_breakdowns_take_local_spellings_and_report_the_rest(harmonizer:
     assert {(u.field, u.value) for u in unmapped} == {("language_group", "créole"), ("immigration", "?")}
     # Records from connectors that predate these fields still harmonize.
     assert harmonizer.grades("laval", batch, base, [])["language_group"] is None
+
+
+def test_result_bands_round_half_up() -> None:
+    """Results are rounded half up: 74.5 % is in 75-100, 60.5 % in 61-74 (not half to even)."""
+    from streams.harmonize import band_of
+
+    assert band_of(74.5) == "75-100"
+    assert band_of(74.49) == "61-74"
+    assert band_of(60.5) == "61-74"
+    assert band_of(60.4) == "0-60"
+
+
+def test_a_late_mark_without_motif_is_not_unmapped(harmonizer) -> None:
+    """A late arrival with no motif has nothing to map: no 'inconnu', nothing for the stewards;
+    an absence without a motif, or a late arrival with a motif nobody can read, still is."""
+    late: list = []
+    out = harmonizer.attendance("laval", {"status_code": "R", "absence_code": "", "absence_text": " "}, late)
+    assert out == {"status": "retard", "absence_reason": None, "reason_mapped": True} and late == []
+    absent = harmonizer.attendance("laval", {"status_code": "A", "absence_code": "", "absence_text": ""}, [])
+    assert absent["absence_reason"] == "inconnu" and not absent["reason_mapped"]
+    unread: list = []
+    odd = harmonizer.attendance("laval", {"status_code": "R", "absence_code": "", "absence_text": "zzqx"}, unread)
+    assert odd["absence_reason"] == "inconnu" and not odd["reason_mapped"] and len(unread) == 1
