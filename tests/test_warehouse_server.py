@@ -207,3 +207,50 @@ def test_protocol_parameters_cannot_inject_headers_or_formats(served) -> None:
     odd = httpx.get(served.address, params={"query": "SELECT 1", "default_format": "CSV --x"},
                     auth=("default", served.password), timeout=30)  # fmt: skip
     assert odd.status_code != 200 and "Traceback" not in odd.text
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO att.t (s) SELECT * FROM `{key}`",
+        "CREATE TABLE att.copied ENGINE = Memory AS SELECT * FROM `{key}`",
+        "CREATE VIEW att.passwd AS SELECT * FROM `/etc/passwd`",
+        "CREATE VIEW att.keyview AS SELECT * FROM default.`{key}`",
+    ],
+)
+def test_a_table_named_like_a_path_is_not_that_file(served, sql: str) -> None:
+    """chDB's `default` database is an Overlay over a Filesystem database: a backquoted path
+    is a table over that file, an identifier that no parse-tree rule refuses. Found reading
+    the key with INSERT … SELECT and /etc/passwd through a view."""
+    _post(served, sql.format(key=served.data_dir / "secrets" / "pseudonym.key"))
+    for read in ("SELECT s FROM att.t", "SELECT * FROM att.copied", "SELECT * FROM att.passwd",
+                 "SELECT * FROM att.keyview", f"DESCRIBE TABLE `{served.data_dir}/secrets/pseudonym.key`"):  # fmt: skip
+        answer = _post(served, read)
+        assert KEY not in answer.text and "root:" not in answer.text, read
+    databases = _get(served, "SELECT name, engine FROM system.databases FORMAT TSVRaw").text
+    assert "Overlay" not in databases and "Filesystem" not in databases
+
+
+def test_the_default_database_keeps_its_tables_across_restarts_without_the_file_system(
+    tmp_path: Path,
+) -> None:
+    write_private(tmp_path / "secrets" / "pseudonym.key", KEY)
+    server = WarehouseProcess(tmp_path).start()
+    try:
+        assert _post(server, "CREATE VIEW default.kept AS SELECT 42 AS x").status_code == 200
+    finally:
+        server.stop()
+    server.start()  # the Overlay is rebuilt by chDB at each start: closed again
+    try:
+        assert _get(server, "SELECT x FROM default.kept").text.strip() == "42"
+        leaked = _post(server, f"INSERT INTO default.kept SELECT * FROM `{tmp_path}/secrets/pseudonym.key`")
+        assert KEY not in leaked.text
+        assert (
+            KEY
+            not in _post(
+                server, f"CREATE VIEW default.k AS SELECT * FROM `{tmp_path}/secrets/pseudonym.key`"
+            ).text
+        )
+        assert KEY not in _get(server, "SELECT * FROM default.k").text
+    finally:
+        server.stop()

@@ -19,7 +19,8 @@ Security (chDB itself has no users and its table functions reach any file): one 
 ``user``/``password`` parameters); a GET only reads (ClickHouse's HTTP ``readonly``);
 one statement per request; every statement is checked on the engine's own parse tree
 before it runs (``query_guard``): no table function, engine or clause that reaches a
-file or the network, no settings.
+file or the network, no settings; ``default`` is a plain database (chDB's own is an
+overlay where a table named like a path reads that file).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ _SESSION_SETTINGS = (
     "SET input_format_values_interpret_expressions = 0",
     "SET input_format_values_deduce_templates_of_expressions = 0",
 )
+# Database engines that keep their tables in the store (chDB's default Overlay reads files).
+_DATABASE_ENGINES = frozenset({"Atomic", "Memory"})
 # ClickHouse's HTTP statuses for the error codes this server raises itself.
 _STATUS_OF_CODE = {
     62: HTTPStatus.BAD_REQUEST, 164: HTTPStatus.FORBIDDEN, 497: HTTPStatus.FORBIDDEN,
@@ -152,11 +155,40 @@ class WarehouseServer:
         self._session = session.Session(str(path))
         for setting in _SESSION_SETTINGS:
             self._session.query(setting)
+        self._close_the_file_system()
         self._lock = threading.Lock()
         self._closed = False
         self._spool = Path(tempfile.mkdtemp(prefix="vigie-warehouse-"))
         self._httpd = ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
+
+    def _close_the_file_system(self) -> None:
+        """Make ``default`` a plain database: in chDB (clickhouse-local) it is an Overlay over
+        a Filesystem database, where a table named like a path is that file, e.g.
+        ``INSERT INTO t SELECT * FROM `…/pseudonym.key``` or a view over `/etc/passwd`,
+        which no parse-tree rule sees (it is an identifier). Detaching the overlay and
+        attaching its own Atomic part keeps what ``default`` holds; the overlay is rebuilt
+        at each start, so this runs at each start. Refuse to serve if any database still
+        reaches outside the store."""
+        engines = dict(self._rows("SELECT name, engine FROM system.databases"))
+        if engines.get("default") == "Overlay":
+            self._session.query("DETACH DATABASE default")
+            try:
+                self._session.query("ATTACH DATABASE default")  # its Atomic part (metadata/default.sql)
+            except Exception:  # a new store: the overlay had nothing of its own yet
+                self._session.query("CREATE DATABASE IF NOT EXISTS default ENGINE = Atomic")
+        outside = {
+            n: e
+            for n, e in self._rows("SELECT name, engine FROM system.databases")
+            if e not in _DATABASE_ENGINES
+        }
+        if outside:
+            self._session.close()
+            raise RuntimeError(f"the warehouse holds databases that reach outside it: {outside}")
+
+    def _rows(self, sql: str) -> list[tuple[str, ...]]:
+        text = self._session.query(sql, "TSVRaw").bytes().decode("utf-8")
+        return [tuple(line.split("\t")) for line in text.splitlines() if line]
 
     @property
     def url(self) -> str:
