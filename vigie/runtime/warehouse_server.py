@@ -170,25 +170,20 @@ class WarehouseServer:
         attaching its own Atomic part keeps what ``default`` holds; the overlay is rebuilt
         at each start, so this runs at each start. Refuse to serve if any database still
         reaches outside the store."""
-        engines = dict(self._rows("SELECT name, engine FROM system.databases"))
-        if engines.get("default") == "Overlay":
+        if self._database_engines().get("default") == "Overlay":
             self._session.query("DETACH DATABASE default")
             try:
                 self._session.query("ATTACH DATABASE default")  # its Atomic part (metadata/default.sql)
             except Exception:  # a new store: the overlay had nothing of its own yet
                 self._session.query("CREATE DATABASE IF NOT EXISTS default ENGINE = Atomic")
-        outside = {
-            n: e
-            for n, e in self._rows("SELECT name, engine FROM system.databases")
-            if e not in _DATABASE_ENGINES
-        }
+        outside = {n: e for n, e in self._database_engines().items() if e not in _DATABASE_ENGINES}
         if outside:
             self._session.close()
             raise RuntimeError(f"the warehouse holds databases that reach outside it: {outside}")
 
-    def _rows(self, sql: str) -> list[tuple[str, ...]]:
-        text = self._session.query(sql, "TSVRaw").bytes().decode("utf-8")
-        return [tuple(line.split("\t")) for line in text.splitlines() if line]
+    def _database_engines(self) -> dict[str, str]:
+        text = self._session.query("SELECT name, engine FROM system.databases", "TSVRaw").bytes().decode()
+        return dict(line.split("\t", 1) for line in text.splitlines() if line)
 
     @property
     def url(self) -> str:
