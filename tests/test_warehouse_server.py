@@ -4,7 +4,10 @@ without the password; the worker's own client (clickhouse-connect) must still wo
 
 from __future__ import annotations
 
+import base64
+import gzip
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -14,12 +17,14 @@ from pathlib import Path
 
 import clickhouse_connect
 import httpx
+import lz4.frame
 import pandas as pd
 import pytest
 
 from tests.embedded import TEST_ENV, WarehouseProcess
 from vigie.runtime.datadir import write_private
 from vigie.runtime.query_guard import QueryRefused, check, parse_ast
+from vigie.runtime.warehouse_server import BodyTooLarge, _decode_body
 
 pytestmark = pytest.mark.integration
 
@@ -254,3 +259,44 @@ def test_the_default_database_keeps_its_tables_across_restarts_without_the_file_
         assert KEY not in _get(server, "SELECT * FROM default.k").text
     finally:
         server.stop()
+
+
+def _raw(server: WarehouseProcess, head: str) -> bytes:
+    """Send request headers only (no body follows) and return what the server answers."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+        conn.sendall(head.encode("latin-1"))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            piece = conn.recv(4096)
+            if not piece:
+                break
+            answer += piece
+        return answer
+
+
+def test_a_client_without_the_password_never_gets_its_body_read(served) -> None:
+    """Found: the body was read (into memory, whole) before the credentials were checked,
+    so anyone reaching the port could announce gigabytes and fill the server's memory.
+    Now the answer comes before a byte of the body is read."""
+    for framing in ("Content-Length: 1000000000000", "Transfer-Encoding: chunked"):
+        answer = _raw(served, f"POST /?user=default&password=wrong HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:80]
+    assert _get(served, "SELECT 1").text.strip() == "1"
+
+
+def test_an_oversized_or_bomb_body_is_refused_not_buffered(served) -> None:
+    auth = base64.b64encode(f"default:{served.password}".encode()).decode()
+    answer = _raw(
+        served,
+        f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 1000000000000\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 413") and b"X-ClickHouse-Exception-Code: 307" in answer
+    # A gzip (or lz4) body is decoded up to the limit only: 64 KB of gzip is 64 MB of zeros.
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+    with pytest.raises(BodyTooLarge):
+        _decode_body(bomb, "gzip", limit=1024 * 1024)
+    with pytest.raises(BodyTooLarge):
+        _decode_body(lz4.frame.compress(b"\0" * (8 * 1024 * 1024)), "lz4", limit=1024 * 1024)
+    two_members = gzip.compress(b"a,1\n") + gzip.compress(b"b,2\n")
+    assert _decode_body(two_members, "gzip", limit=8) == b"a,1\nb,2\n"
+    assert _get(served, "SELECT 1").text.strip() == "1"
