@@ -223,3 +223,29 @@ def test_a_small_breakdown_cell_cannot_be_recomputed_from_the_all_line(warehouse
     # cell of the other band (else the M line's total would).
     assert ("sex", "F", "75-100") not in shown and ("sex", "M", "60-74") not in shown
     assert all(v >= MINIMUM and v % 5 == 0 for v in shown.values())
+
+
+def test_a_ministry_readers_settings_cannot_steer_what_a_view_counts(warehouse, organizations) -> None:
+    """Settings reach inside SQL SECURITY DEFINER views: with a 'break' overflow mode a view
+    aggregates only the part it read, a subset the reader steers (by time, rows or bytes
+    read). The ministry's profile fixes every setting (readonly = 1) except the client's
+    max_execution_time, whose overflow mode then stays 'throw'."""
+    _differencing_week(warehouse)
+    db = warehouse.database
+    view = f"SELECT * FROM {db}.ministry_attendance WHERE css = 'laval'"
+    full = warehouse.query(view)
+    steered = warehouse.query(
+        f"{view} SETTINGS max_execution_time = 0.000001, timeout_overflow_mode = 'break'"
+    )
+    assert steered != full  # the attack, on the engine: a partial aggregate, no error
+    statements = access_statements("vigie", list(organizations), [])
+    profiles = [
+        warehouse.query(f"SELECT formatQuery({_quoted(s)}) AS q")[0]["q"]
+        for s in statements
+        if s.startswith("CREATE SETTINGS PROFILE")
+    ]
+    [ministry] = [p for p in profiles if p.endswith(" TO vigie_ministry")]
+    settings = ministry.split("` SETTINGS ", 1)[1].rsplit(" TO ", 1)[0].split(", ")
+    assert "readonly = 1" in settings
+    changeable = [s for s in settings if "CHANGEABLE_IN_READONLY" in s]
+    assert [s.split(" = ")[0] for s in changeable] == ["max_execution_time"]
