@@ -144,7 +144,9 @@ def test_wrong_or_missing_password_is_refused(served) -> None:
     assert other_user.status_code == 401
     with pytest.raises(Exception, match="516"):
         clickhouse_connect.get_client(host="127.0.0.1", port=served.port, username="default", password="x")
-    assert httpx.get(f"{served.address}/ping").status_code == 200  # health checks need no password
+    ping = httpx.get(f"{served.address}/ping")
+    assert ping.status_code == 200  # health checks need no password
+    assert "Python" not in ping.headers.get("server", "")  # no banner to fingerprint
 
 
 def test_get_only_reads(served) -> None:

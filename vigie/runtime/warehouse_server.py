@@ -327,6 +327,12 @@ class WarehouseServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # No "BaseHTTP/0.6 Python/3.x" banner for a scanner to match.
+            server_version = "vigie-warehouse"
+            sys_version = ""
+            # A connection that sends nothing for this long is closed, so that idle or
+            # trickling clients (authenticated or not) cannot hold the server's threads.
+            timeout = 120
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # queries may be large; the engine's errors are returned to the client
