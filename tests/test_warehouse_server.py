@@ -244,10 +244,19 @@ def test_the_default_database_keeps_its_tables_across_restarts_without_the_file_
     write_private(tmp_path / "secrets" / "pseudonym.key", KEY)
     server = WarehouseProcess(tmp_path).start()
     try:
+        assert KEY not in _post(server, f"SELECT * FROM `{tmp_path}/secrets/pseudonym.key`").text
+        assert _post(server, "CREATE DATABASE default ENGINE = Atomic").status_code == 200
         assert _post(server, "CREATE VIEW default.kept AS SELECT 42 AS x").status_code == 200
     finally:
         server.stop()
-    server.start()  # the Overlay is rebuilt by chDB at each start: closed again
+    for _ in range(2):  # the Overlay is rebuilt by chDB at each start: closed again, each time
+        server.start()
+        try:
+            assert _get(server, "SELECT x FROM default.kept").text.strip() == "42"
+            assert KEY not in _post(server, f"SELECT * FROM `{tmp_path}/secrets/pseudonym.key`").text
+        finally:
+            server.kill()  # as an outage would: nothing is shut down cleanly
+    server.start()
     try:
         assert _get(server, "SELECT x FROM default.kept").text.strip() == "42"
         leaked = _post(server, f"INSERT INTO default.kept SELECT * FROM `{tmp_path}/secrets/pseudonym.key`")

@@ -26,6 +26,7 @@ overlay where a table named like a path reads that file).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import re
@@ -197,19 +198,20 @@ class WarehouseServer:
         self._httpd.daemon_threads = True
 
     def _close_the_file_system(self) -> None:
-        """Make ``default`` a plain database: in chDB (clickhouse-local) it is an Overlay over
-        a Filesystem database, where a table named like a path is that file, e.g.
+        """Take chDB's ``default`` database out: in chDB (clickhouse-local) it is an Overlay
+        over a Filesystem database, where a table named like a path is that file, e.g.
         ``INSERT INTO t SELECT * FROM `…/pseudonym.key``` or a view over `/etc/passwd`,
-        which no parse-tree rule sees (it is an identifier). Detaching the overlay and
-        attaching its own Atomic part keeps what ``default`` holds; the overlay is rebuilt
-        at each start, so this runs at each start. Refuse to serve if any database still
-        reaches outside the store."""
+        which no parse-tree rule sees (it is an identifier). chDB rebuilds the overlay at
+        each start, so this runs at each start: detach it, then attach its own Atomic part
+        alone when it has one (tables a client made in ``default``); when that cannot be
+        attached (a new or empty store) the server runs without a ``default`` database
+        (creating one would write metadata the next start's overlay cannot re-attach).
+        Refuse to serve if any database still reaches outside the store."""
         if self._database_engines().get("default") == "Overlay":
             self._session.query("DETACH DATABASE default")
-            try:
-                self._session.query("ATTACH DATABASE default")  # its Atomic part (metadata/default.sql)
-            except Exception:  # a new store: the overlay had nothing of its own yet
-                self._session.query("CREATE DATABASE IF NOT EXISTS default ENGINE = Atomic")
+            # Nothing of its own to attach (new or empty store): no `default` in this session.
+            with contextlib.suppress(Exception):
+                self._session.query("ATTACH DATABASE default")  # metadata/default.sql, Atomic
         outside = {n: e for n, e in self._database_engines().items() if e not in _DATABASE_ENGINES}
         if outside:
             self._session.close()
