@@ -249,3 +249,28 @@ def test_a_ministry_readers_settings_cannot_steer_what_a_view_counts(warehouse, 
     assert "readonly = 1" in settings
     changeable = [s for s in settings if "CHANGEABLE_IN_READONLY" in s]
     assert [s.split(" = ")[0] for s in changeable] == ["max_execution_time"]
+
+
+def test_a_careless_minimum_under_five_publishes_no_small_group(warehouse) -> None:
+    """VIGIE_SUPPRESSION_MINIMUM accepted 1, and the writer role can insert any minimum:
+    the views then showed Wednesday's 3 students at an appointment (as 5)."""
+    _differencing_week(warehouse)
+    db = warehouse.database
+    warehouse.command(f"INSERT INTO {db}.disclosure_rules (suppression_minimum) VALUES (1)")
+    rows = warehouse.query(
+        f"SELECT period, toString(period_start) AS start, absence_reason, students "
+        f"FROM {db}.ministry_attendance WHERE css = 'laval'"
+    )
+    shown = {(r["period"], r["start"], r["absence_reason"]): r["students"] for r in rows}
+    assert ("day", str(MONDAY + timedelta(days=2)), "rendez_vous") not in shown
+    assert rows and all(r["students"] >= MINIMUM for r in rows)
+
+
+def test_the_suppression_minimum_setting_cannot_go_under_five() -> None:
+    from pydantic import ValidationError
+
+    from vigie.settings import Settings
+
+    with pytest.raises(ValidationError, match="suppression_minimum"):
+        Settings(suppression_minimum=1)
+    assert Settings(suppression_minimum=10).suppression_minimum == 10

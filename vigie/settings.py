@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         "into <data-dir>/secrets/warehouse.password (0600). Required to listen beyond 127.0.0.1.",
     )
     suppression_minimum: int = Field(
-        5, ge=1, description="Smallest count of individuals an aggregate may show (some agencies use 10)."
+        5, ge=5, description="Smallest count of individuals an aggregate may show (5 at least; some use 10)."
     )
     stream_processes: int = Field(
         -1,
