@@ -274,3 +274,22 @@ def test_the_suppression_minimum_setting_cannot_go_under_five() -> None:
     with pytest.raises(ValidationError, match="suppression_minimum"):
         Settings(suppression_minimum=1)
     assert Settings(suppression_minimum=10).suppression_minimum == 10
+
+
+def test_a_topic_named_after_a_person_does_not_reach_the_ministrys_counts(warehouse, organizations) -> None:
+    """Raw topics are consumed by pattern: `raw.<anything>.attendance` is dead-lettered as an
+    unknown organization with its topic's CSS segment as `css`, which the dead-letter
+    summary (granted to the ministry) copied: a free string, e.g. a name and a birth date."""
+    from sinks.rows import organizations_frame
+
+    db = warehouse.database
+    warehouse.insert_frame("organizations", organizations_frame(organizations.values(), datetime.now(UTC)))
+    for css in ("jean-tremblay-2011-04-05", "laval"):
+        warehouse.command(
+            f"INSERT INTO {db}.dead_letters (dead_letter_id, failed_at, stage, reason_code, reason, "
+            f"source_topic, source_partition, source_offset, css, dataset, record_count) VALUES "
+            f"('{uuid.uuid4().hex}', now64(3), 'css_check', 'unknown_css', 'css: not an organization', "
+            f"'raw.{css}.attendance', 0, 0, '{css}', 'attendance', 1)"
+        )
+    seen = {r["css"] for r in warehouse.query(f"SELECT DISTINCT css FROM {db}.dead_letters_per_minute")}
+    assert "laval" in seen and seen <= {*organizations, ""}, seen
