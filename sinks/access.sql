@@ -25,6 +25,13 @@ GRANT SELECT ON {db}.dead_letters_per_minute TO vigie_ministry;
 GRANT SELECT ON {db}.connector_heartbeats TO vigie_ministry;
 GRANT SELECT ON {db}.organizations TO vigie_ministry;
 GRANT SELECT ON {db}.consents TO vigie_ministry;
+-- Read-only settings: a reader's settings reach inside a DEFINER view (found: with
+-- max_execution_time tiny and timeout_overflow_mode = 'break' a view returns an aggregate
+-- over the part it read, and the read/result/group-by *_overflow_mode = 'break' limits do
+-- the same), so that a ministry reader could steer which rows a published cell counts.
+-- readonly = 1 fixes every setting (and refuses table functions); the Grafana plugin's
+-- client sets max_execution_time, the one setting left changeable (overflow stays 'throw').
+CREATE SETTINGS PROFILE OR REPLACE vigie_ministry_profile SETTINGS readonly = 1, max_execution_time = 60 MAX 600 CHANGEABLE_IN_READONLY TO vigie_ministry;
 CREATE ROW POLICY IF NOT EXISTS vigie_ministry_all ON {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_ministry;
 -- access:css
 CREATE ROLE IF NOT EXISTS {role};

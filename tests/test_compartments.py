@@ -227,3 +227,73 @@ def test_a_small_breakdown_cell_cannot_be_recomputed_from_the_all_line(warehouse
     # cell of the other band (else the M line's total would).
     assert ("sex", "F", "75-100") not in shown and ("sex", "M", "60-74") not in shown
     assert all(v >= MINIMUM and v % 5 == 0 for v in shown.values())
+
+
+def test_a_ministry_readers_settings_cannot_steer_what_a_view_counts(warehouse, organizations) -> None:
+    """Settings reach inside SQL SECURITY DEFINER views: with a 'break' overflow mode a view
+    aggregates only the part it read, a subset the reader steers (by time, rows or bytes
+    read). The ministry's profile fixes every setting (readonly = 1) except the client's
+    max_execution_time, whose overflow mode then stays 'throw'."""
+    _differencing_week(warehouse)
+    db = warehouse.database
+    view = f"SELECT * FROM {db}.ministry_attendance WHERE css = 'laval'"
+    full = warehouse.query(view)
+    steered = warehouse.query(
+        f"{view} SETTINGS max_execution_time = 0.000001, timeout_overflow_mode = 'break'"
+    )
+    assert steered != full  # the attack, on the engine: a partial aggregate, no error
+    statements = access_statements("vigie", list(organizations), [])
+    profiles = [
+        warehouse.query(f"SELECT formatQuery({_quoted(s)}) AS q")[0]["q"]
+        for s in statements
+        if s.startswith("CREATE SETTINGS PROFILE")
+    ]
+    [ministry] = [p for p in profiles if p.endswith(" TO vigie_ministry")]
+    settings = ministry.split("` SETTINGS ", 1)[1].rsplit(" TO ", 1)[0].split(", ")
+    assert "readonly = 1" in settings
+    changeable = [s for s in settings if "CHANGEABLE_IN_READONLY" in s]
+    assert [s.split(" = ")[0] for s in changeable] == ["max_execution_time"]
+
+
+def test_a_careless_minimum_under_five_publishes_no_small_group(warehouse) -> None:
+    """VIGIE_SUPPRESSION_MINIMUM accepted 1, and the writer role can insert any minimum:
+    the views then showed Wednesday's 3 students at an appointment (as 5)."""
+    _differencing_week(warehouse)
+    db = warehouse.database
+    warehouse.command(f"INSERT INTO {db}.disclosure_rules (suppression_minimum) VALUES (1)")
+    rows = warehouse.query(
+        f"SELECT period, toString(period_start) AS start, absence_reason, students "
+        f"FROM {db}.ministry_attendance WHERE css = 'laval'"
+    )
+    shown = {(r["period"], r["start"], r["absence_reason"]): r["students"] for r in rows}
+    assert ("day", str(MONDAY + timedelta(days=2)), "rendez_vous") not in shown
+    assert rows and all(r["students"] >= MINIMUM for r in rows)
+
+
+def test_the_suppression_minimum_setting_cannot_go_under_five() -> None:
+    from pydantic import ValidationError
+
+    from vigie.settings import Settings
+
+    with pytest.raises(ValidationError, match="suppression_minimum"):
+        Settings(suppression_minimum=1)
+    assert Settings(suppression_minimum=10).suppression_minimum == 10
+
+
+def test_a_topic_named_after_a_person_does_not_reach_the_ministrys_counts(warehouse, organizations) -> None:
+    """Raw topics are consumed by pattern: `raw.<anything>.attendance` is dead-lettered as an
+    unknown organization with its topic's CSS segment as `css`, which the dead-letter
+    summary (granted to the ministry) copied: a free string, e.g. a name and a birth date."""
+    from sinks.rows import organizations_frame
+
+    db = warehouse.database
+    warehouse.insert_frame("organizations", organizations_frame(organizations.values(), datetime.now(UTC)))
+    for css in ("jean-tremblay-2011-04-05", "laval"):
+        warehouse.command(
+            f"INSERT INTO {db}.dead_letters (dead_letter_id, failed_at, stage, reason_code, reason, "
+            f"source_topic, source_partition, source_offset, css, dataset, record_count) VALUES "
+            f"('{uuid.uuid4().hex}', now64(3), 'css_check', 'unknown_css', 'css: not an organization', "
+            f"'raw.{css}.attendance', 0, 0, '{css}', 'attendance', 1)"
+        )
+    seen = {r["css"] for r in warehouse.query(f"SELECT DISTINCT css FROM {db}.dead_letters_per_minute")}
+    assert "laval" in seen and seen <= {*organizations, ""}, seen

@@ -4,7 +4,10 @@ without the password; the worker's own client (clickhouse-connect) must still wo
 
 from __future__ import annotations
 
+import base64
+import gzip
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -14,12 +17,14 @@ from pathlib import Path
 
 import clickhouse_connect
 import httpx
+import lz4.frame
 import pandas as pd
 import pytest
 
 from tests.embedded import TEST_ENV, WarehouseProcess
 from vigie.runtime.datadir import write_private
 from vigie.runtime.query_guard import QueryRefused, check, parse_ast
+from vigie.runtime.warehouse_server import BodyTooLarge, _decode_body
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +144,9 @@ def test_wrong_or_missing_password_is_refused(served) -> None:
     assert other_user.status_code == 401
     with pytest.raises(Exception, match="516"):
         clickhouse_connect.get_client(host="127.0.0.1", port=served.port, username="default", password="x")
-    assert httpx.get(f"{served.address}/ping").status_code == 200  # health checks need no password
+    ping = httpx.get(f"{served.address}/ping")
+    assert ping.status_code == 200  # health checks need no password
+    assert "Python" not in ping.headers.get("server", "")  # no banner to fingerprint
 
 
 def test_get_only_reads(served) -> None:
@@ -207,3 +214,100 @@ def test_protocol_parameters_cannot_inject_headers_or_formats(served) -> None:
     odd = httpx.get(served.address, params={"query": "SELECT 1", "default_format": "CSV --x"},
                     auth=("default", served.password), timeout=30)  # fmt: skip
     assert odd.status_code != 200 and "Traceback" not in odd.text
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO att.t (s) SELECT * FROM `{key}`",
+        "CREATE TABLE att.copied ENGINE = Memory AS SELECT * FROM `{key}`",
+        "CREATE VIEW att.passwd AS SELECT * FROM `/etc/passwd`",
+        "CREATE VIEW att.keyview AS SELECT * FROM default.`{key}`",
+    ],
+)
+def test_a_table_named_like_a_path_is_not_that_file(served, sql: str) -> None:
+    """chDB's `default` database is an Overlay over a Filesystem database: a backquoted path
+    is a table over that file, an identifier that no parse-tree rule refuses. Found reading
+    the key with INSERT … SELECT and /etc/passwd through a view."""
+    _post(served, sql.format(key=served.data_dir / "secrets" / "pseudonym.key"))
+    for read in ("SELECT s FROM att.t", "SELECT * FROM att.copied", "SELECT * FROM att.passwd",
+                 "SELECT * FROM att.keyview", f"DESCRIBE TABLE `{served.data_dir}/secrets/pseudonym.key`"):  # fmt: skip
+        answer = _post(served, read)
+        assert KEY not in answer.text and "root:" not in answer.text, read
+    databases = _get(served, "SELECT name, engine FROM system.databases FORMAT TSVRaw").text
+    assert "Overlay" not in databases and "Filesystem" not in databases
+
+
+def test_the_default_database_keeps_its_tables_across_restarts_without_the_file_system(
+    tmp_path: Path,
+) -> None:
+    write_private(tmp_path / "secrets" / "pseudonym.key", KEY)
+    server = WarehouseProcess(tmp_path).start()
+    try:
+        assert KEY not in _post(server, f"SELECT * FROM `{tmp_path}/secrets/pseudonym.key`").text
+        assert _post(server, "CREATE DATABASE default ENGINE = Atomic").status_code == 200
+        assert _post(server, "CREATE VIEW default.kept AS SELECT 42 AS x").status_code == 200
+    finally:
+        server.stop()
+    for _ in range(2):  # the Overlay is rebuilt by chDB at each start: closed again, each time
+        server.start()
+        try:
+            assert _get(server, "SELECT x FROM default.kept").text.strip() == "42"
+            assert KEY not in _post(server, f"SELECT * FROM `{tmp_path}/secrets/pseudonym.key`").text
+        finally:
+            server.kill()  # as an outage would: nothing is shut down cleanly
+    server.start()
+    try:
+        assert _get(server, "SELECT x FROM default.kept").text.strip() == "42"
+        leaked = _post(server, f"INSERT INTO default.kept SELECT * FROM `{tmp_path}/secrets/pseudonym.key`")
+        assert KEY not in leaked.text
+        assert (
+            KEY
+            not in _post(
+                server, f"CREATE VIEW default.k AS SELECT * FROM `{tmp_path}/secrets/pseudonym.key`"
+            ).text
+        )
+        assert KEY not in _get(server, "SELECT * FROM default.k").text
+    finally:
+        server.stop()
+
+
+def _raw(server: WarehouseProcess, head: str) -> bytes:
+    """Send request headers only (no body follows) and return what the server answers."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+        conn.sendall(head.encode("latin-1"))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            piece = conn.recv(4096)
+            if not piece:
+                break
+            answer += piece
+        return answer
+
+
+def test_a_client_without_the_password_never_gets_its_body_read(served) -> None:
+    """Found: the body was read (into memory, whole) before the credentials were checked,
+    so anyone reaching the port could announce gigabytes and fill the server's memory.
+    Now the answer comes before a byte of the body is read."""
+    for framing in ("Content-Length: 1000000000000", "Transfer-Encoding: chunked"):
+        answer = _raw(served, f"POST /?user=default&password=wrong HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:80]
+    assert _get(served, "SELECT 1").text.strip() == "1"
+
+
+def test_an_oversized_or_bomb_body_is_refused_not_buffered(served) -> None:
+    auth = base64.b64encode(f"default:{served.password}".encode()).decode()
+    answer = _raw(
+        served,
+        f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 1000000000000\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 413") and b"X-ClickHouse-Exception-Code: 307" in answer
+    # A gzip (or lz4) body is decoded up to the limit only: 64 KB of gzip is 64 MB of zeros.
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+    with pytest.raises(BodyTooLarge):
+        _decode_body(bomb, "gzip", limit=1024 * 1024)
+    with pytest.raises(BodyTooLarge):
+        _decode_body(lz4.frame.compress(b"\0" * (8 * 1024 * 1024)), "lz4", limit=1024 * 1024)
+    two_members = gzip.compress(b"a,1\n") + gzip.compress(b"b,2\n")
+    assert _decode_body(two_members, "gzip", limit=8) == b"a,1\nb,2\n"
+    assert _get(served, "SELECT 1").text.strip() == "1"

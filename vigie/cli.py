@@ -232,6 +232,10 @@ def migrate(
 
     settings = _settings(data_dir)
     server = url if url is not None else settings.warehouse_url
+    if not server:  # the embedded store is created here when migrate comes first: private
+        from vigie.runtime.datadir import secure_data_dir
+
+        secure_data_dir(settings.data_dir)
     lock = DataDirLock(settings.lock_file)
     if not server and not lock.acquire():
         raise _fail(f"vigie up is running on {settings.data_dir}: stop it first (it migrates at start)")
@@ -838,7 +842,13 @@ def deploy_render(
 
 
 def main() -> None:
-    app()
+    from vigie.runtime.datadir import DataDirNotPrivate
+
+    try:
+        app()
+    except DataDirNotPrivate as exc:  # from any command that opens the data dir: one line
+        err.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         "fr", description="Language of `vigie report` (French by default; 'en' for the English boards)."
     )
     suppression_minimum: int = Field(
-        5, ge=1, description="Smallest count of individuals an aggregate may show (some agencies use 10)."
+        5, ge=5, description="Smallest count of individuals an aggregate may show (5 at least; some use 10)."
     )
     stream_processes: int = Field(
         -1,

@@ -15,6 +15,11 @@ import os
 import stat
 from pathlib import Path
 
+
+class DataDirNotPrivate(PermissionError):
+    """The data directory cannot be made private (another user owns part of it)."""
+
+
 PRIVATE_UMASK = 0o077
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -25,13 +30,33 @@ def secure_data_dir(path: Path) -> Path:
     already holds (directories 0700, files 0600); return ``path``."""
     os.umask(PRIVATE_UMASK)
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    _tighten(path, DIR_MODE)
-    for root, dirs, files in os.walk(path):
+    # The directory itself may be a link the user chose (~/vigie → /srv/vigie): tighten
+    # what it points to; links inside the tree are never followed.
+    top = path.resolve()
+    _own(top)
+    _tighten(top, DIR_MODE)
+    for root, dirs, files in os.walk(top):
         for name in dirs:
+            _own(Path(root, name))
             _tighten(Path(root, name), DIR_MODE)
         for name in files:
             _tighten(Path(root, name), FILE_MODE)
     return path
+
+
+def _own(directory: Path) -> None:
+    """Refuse a directory another user owns: its owner can rename what it holds (put their
+    own key in place of the pseudonym key) and loosen its mode again, whatever we set. Found
+    with a data dir pre-created by another user: accepted as is when Vigie ran as root."""
+    try:
+        info = directory.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid != os.geteuid():
+        raise DataDirNotPrivate(
+            f"{directory} belongs to another user (uid {info.st_uid}): the data directory must be "
+            "owned by the user who runs Vigie"
+        )
 
 
 def _tighten(path: Path, mode: int) -> None:

@@ -124,7 +124,9 @@ def check(tree: Node, canonical: str, read_only: bool) -> None:
     allowed = READ_KINDS if read_only else WRITE_KINDS
     if tree.kind not in allowed:
         if read_only and tree.kind in WRITE_KINDS:
-            raise QueryRefused(f"{tree.kind} over GET: GET is read-only, send writes with POST", code=164)
+            raise QueryRefused(
+                f"{tree.kind} in a read-only request (GET, or readonly=1): send writes with POST", code=164
+            )
         raise QueryRefused(f"{tree.kind} is not accepted by the warehouse server")
     if _FILE_CLAUSES.search(canonical):
         raise QueryRefused("INTO OUTFILE / FROM INFILE are not accepted (no file access)")

@@ -19,19 +19,21 @@ Security (chDB itself has no users and its table functions reach any file): one 
 ``user``/``password`` parameters); a GET only reads (ClickHouse's HTTP ``readonly``);
 one statement per request; every statement is checked on the engine's own parse tree
 before it runs (``query_guard``): no table function, engine or clause that reaches a
-file or the network, no settings.
+file or the network, no settings; ``default`` is a plain database (chDB's own is an
+overlay where a table named like a path reads that file).
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
+import contextlib
 import hmac
 import json
 import re
 import tempfile
 import threading
 import uuid
+import zlib
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +63,12 @@ _SELF_DESCRIBING = frozenset({
     "Native", "Arrow", "ArrowStream", "Parquet", "ORC", "RowBinaryWithNamesAndTypes",
 })  # fmt: skip
 USER = "default"
+# The largest request body, as sent and decoded: the worker's inserts are a few MB (a
+# flush every 0.3 s); without a bound one request takes the server's memory.
+MAX_BODY_BYTES = 256 * 1024 * 1024
+# A body this small is read and dropped when a request is refused, so that the client
+# gets the answer on a connection it can keep; a larger one is never read (closed).
+_DRAIN_BYTES = 64 * 1024
 # Set once on the session (clients cannot change settings): Values data holds literals
 # only, else `(file('…'))` in inserted rows would read a file. Data is not parsed as SQL,
 # so the parse-tree check never sees it.
@@ -68,32 +76,54 @@ _SESSION_SETTINGS = (
     "SET input_format_values_interpret_expressions = 0",
     "SET input_format_values_deduce_templates_of_expressions = 0",
 )
+# Database engines that keep their tables in the store (chDB's default Overlay reads files).
+_DATABASE_ENGINES = frozenset({"Atomic", "Memory"})
 # ClickHouse's HTTP statuses for the error codes this server raises itself.
 _STATUS_OF_CODE = {
-    62: HTTPStatus.BAD_REQUEST, 164: HTTPStatus.FORBIDDEN, 497: HTTPStatus.FORBIDDEN,
-    516: HTTPStatus.UNAUTHORIZED,
+    62: HTTPStatus.BAD_REQUEST, 164: HTTPStatus.FORBIDDEN, 307: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    497: HTTPStatus.FORBIDDEN, 516: HTTPStatus.UNAUTHORIZED,
 }  # fmt: skip
 
 
-def _decode_body(body: bytes, encoding: str | None) -> bytes:
-    if not encoding or encoding == "identity":
-        return body
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "lz4":
-        import lz4.frame
+class BodyTooLarge(QueryRefused):
+    """The request's body, as sent or decoded, is over the server's limit."""
 
-        # A streamed insert is a sequence of frames, one per block: decode every one
-        # (lz4.frame.decompress alone stops after the first and drops the rest).
-        out, rest = [], body
-        while rest:
-            decompressor = lz4.frame.LZ4FrameDecompressor()
-            out.append(decompressor.decompress(rest))
-            if not decompressor.eof:
-                raise ValueError("truncated lz4 frame in the request body")
-            rest = decompressor.unused_data
-        return b"".join(out)
-    raise ValueError(f"unsupported Content-Encoding {encoding!r} (send identity, gzip or lz4)")
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body over {limit} bytes (send smaller inserts)", code=307)
+
+
+def _decode_body(body: bytes, encoding: str | None, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body without its Content-Encoding, refused past ``limit`` bytes as it is decoded
+    (a 1 MB gzip of zeros is 1 GB: decoding it whole would take the server's memory)."""
+    if not encoding or encoding == "identity":
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+        return body
+    if encoding not in ("gzip", "lz4"):
+        raise ValueError(f"unsupported Content-Encoding {encoding!r} (send identity, gzip or lz4)")
+    import lz4.frame
+
+    # A body is a sequence of members (gzip) or frames (lz4, one per block of a streamed
+    # insert): decode every one, not only the first.
+    out: list[bytes] = []
+    size, rest = 0, body
+    while rest:
+        room = limit - size + 1
+        if encoding == "gzip":
+            inflate = zlib.decompressobj(wbits=31)
+            chunk, done = inflate.decompress(rest, room), inflate.eof
+            rest = inflate.unused_data
+        else:
+            frame = lz4.frame.LZ4FrameDecompressor()
+            chunk = frame.decompress(rest, max_length=room)
+            done, rest = frame.eof, frame.unused_data
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        if not done:
+            raise ValueError(f"truncated {encoding} data in the request body")
+        out.append(chunk)
+    return b"".join(out)
 
 
 @dataclass(frozen=True)
@@ -141,22 +171,55 @@ class WarehouseServer:
     """Serve one chDB data directory over the ClickHouse HTTP protocol, to one user with
     a password."""
 
-    def __init__(self, path: Path, password: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        password: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
         from chdb import session
 
         if not password:
             raise ValueError("the warehouse server needs a password")
         secure_data_dir(path)
         self.path = path
+        self.max_body_bytes = max_body_bytes
         self._password = password.encode("utf-8")
         self._session = session.Session(str(path))
         for setting in _SESSION_SETTINGS:
             self._session.query(setting)
+        self._close_the_file_system()
         self._lock = threading.Lock()
         self._closed = False
         self._spool = Path(tempfile.mkdtemp(prefix="vigie-warehouse-"))
         self._httpd = ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
+
+    def _close_the_file_system(self) -> None:
+        """Take chDB's ``default`` database out: in chDB (clickhouse-local) it is an Overlay
+        over a Filesystem database, where a table named like a path is that file, e.g.
+        ``INSERT INTO t SELECT * FROM `…/pseudonym.key``` or a view over `/etc/passwd`,
+        which no parse-tree rule sees (it is an identifier). chDB rebuilds the overlay at
+        each start, so this runs at each start: detach it, then attach its own Atomic part
+        alone when it has one (tables a client made in ``default``); when that cannot be
+        attached (a new or empty store) the server runs without a ``default`` database
+        (creating one would write metadata the next start's overlay cannot re-attach).
+        Refuse to serve if any database still reaches outside the store."""
+        if self._database_engines().get("default") == "Overlay":
+            self._session.query("DETACH DATABASE default")
+            # Nothing of its own to attach (new or empty store): no `default` in this session.
+            with contextlib.suppress(Exception):
+                self._session.query("ATTACH DATABASE default")  # metadata/default.sql, Atomic
+        outside = {n: e for n, e in self._database_engines().items() if e not in _DATABASE_ENGINES}
+        if outside:
+            self._session.close()
+            raise RuntimeError(f"the warehouse holds databases that reach outside it: {outside}")
+
+    def _database_engines(self) -> dict[str, str]:
+        text = self._session.query("SELECT name, engine FROM system.databases", "TSVRaw").bytes().decode()
+        return dict(line.split("\t", 1) for line in text.splitlines() if line)
 
     @property
     def url(self) -> str:
@@ -266,30 +329,67 @@ class WarehouseServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # No "BaseHTTP/0.6 Python/3.x" banner for a scanner to match.
+            server_version = "vigie-warehouse"
+            sys_version = ""
+            # A connection that sends nothing for this long is closed, so that idle or
+            # trickling clients (authenticated or not) cannot hold the server's threads.
+            timeout = 120
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # queries may be large; the engine's errors are returned to the client
 
             def do_GET(self) -> None:
-                self._serve(b"")
+                self._serve()
 
             def do_POST(self) -> None:
-                self._serve(self._read_body())
+                self._serve()
+
+            def _announced(self) -> int | None:
+                """The body's announced length (None: chunked, length unknown)."""
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    return None
+                length = int(self.headers.get("Content-Length") or 0)
+                if length < 0:
+                    raise ValueError("negative Content-Length")
+                return length
 
             def _read_body(self) -> bytes:
-                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                    # clickhouse-connect streams inserts as they are serialized.
-                    chunks: list[bytes] = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass  # trailers
-                            return b"".join(chunks)
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
+                """The body, read only once the client is authenticated, up to the limit."""
+                limit = server.max_body_bytes
+                length = self._announced()
+                if length is not None:
+                    if length > limit:
+                        raise BodyTooLarge(limit)
+                    return self.rfile.read(length) if length else b""
+                # clickhouse-connect streams inserts as they are serialized.
+                chunks: list[bytes] = []
+                total = 0
+                while True:
+                    size = int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16)
+                    if size < 0:
+                        raise ValueError("negative chunk size")
+                    if size == 0:
+                        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return b"".join(chunks)
+                    total += size
+                    if total > limit:
+                        raise BodyTooLarge(limit)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline(8)
+
+            def _leave_body_unread(self) -> None:
+                """Before refusing a request: drop a small body, else close the connection
+                after the answer (its unread bytes would be read as the next request)."""
+                try:
+                    length = self._announced()
+                except ValueError:
+                    length = None
+                if length is not None and length <= _DRAIN_BYTES:
+                    self.rfile.read(length)
+                else:
+                    self.close_connection = True
 
             def _credentials(self, params: dict[str, str]) -> tuple[str, str]:
                 header = self.headers.get("Authorization") or ""
@@ -303,13 +403,17 @@ class WarehouseServer:
                     return self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key") or ""
                 return params.get("user", USER), params.get("password", "")
 
-            def _serve(self, body: bytes) -> None:
+            def _serve(self) -> None:
                 url = urlparse(self.path)
                 if url.path == "/ping":  # as ClickHouse: a health check needs no credentials
+                    self._leave_body_unread()
                     self._reply(HTTPStatus.OK, b"Ok.\n", {})
                     return
                 params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+                # Credentials come from the URL and the headers: a client without them never
+                # gets its body read (else anyone reaching the port could fill the memory).
                 if not server.authenticated(*self._credentials(params)):
+                    self._leave_body_unread()
                     self._error(
                         516, f"{USER}: Authentication failed: password is incorrect, or there is no "
                         "user with such name. (AUTHENTICATION_FAILED)",
@@ -319,7 +423,16 @@ class WarehouseServer:
                 # GET only reads, as ClickHouse's HTTP interface; a client may ask for it on POST.
                 read_only = self.command == "GET" or params.get("readonly", "0") not in ("", "0")
                 try:
-                    body = _decode_body(body, self.headers.get("Content-Encoding"))
+                    if self.command == "POST":
+                        try:
+                            body = self._read_body()
+                        except ValueError:  # a malformed length: the stream's framing is lost
+                            self.close_connection = True
+                            raise
+                    else:  # a GET's query is in its URL; a body sent with it is not read
+                        self._leave_body_unread()
+                        body = b""
+                    body = _decode_body(body, self.headers.get("Content-Encoding"), server.max_body_bytes)
                     query = params.get("query")
                     data: bytes | None = None
                     head = _INSERT_HEAD.match(body) if query is None else None
@@ -339,6 +452,8 @@ class WarehouseServer:
                         query, data, params.get("database"), fmt, query_params, read_only
                     )
                 except QueryRefused as exc:
+                    if isinstance(exc, BodyTooLarge):
+                        self.close_connection = True  # the rest of the body stays unread
                     self._error(exc.code, str(exc))
                     return
                 except Exception as exc:  # the engine's message is the client's answer
@@ -366,6 +481,8 @@ class WarehouseServer:
 
             def _reply(self, status: HTTPStatus, body: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
