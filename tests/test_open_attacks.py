@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboards.panels import DASHBOARDS, expand_macros
+from dashboards.panels import DASHBOARDS, expand_macros, qualify
 from sinks.access import access_statements
 from sinks.rows import organizations_frame
 from tests.test_compartments import MONDAY, _differencing_week, _marks
@@ -40,8 +40,13 @@ def test_every_panel_reads_only_what_the_ministry_datasource_is_granted(organiza
     grants = [s for s in access_statements("vigie", list(organizations)) if s.endswith("TO vigie_ministry")]
     granted = {t for g in grants if g.startswith("GRANT") for t in re.findall(r"vigie\.(\w+)", g)}
     read = {
-        t for d in DASHBOARDS for p in d.panels if not p.promql for t in re.findall(r"vigie\.(\w+)", p.sql)
+        t
+        for d in DASHBOARDS
+        for p in d.panels
+        if not p.promql
+        for t in re.findall(r"vigie\.(\w+)", qualify(p.sql, "vigie"))  # the datasource names the database
     }
+    assert read, "no table found in the panels' SQL: the test would prove nothing"
     assert read <= granted, sorted(read - granted)
 
 

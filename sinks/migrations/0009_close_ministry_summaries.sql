@@ -88,7 +88,7 @@ WHERE NOT small AND NOT (withheld = 1 AND rank = 2);
 -- count under ''. Rows already summarized keep their css (it is in the sort key).
 DROP VIEW IF EXISTS {db}.dead_letters_per_minute_mv;
 
-CREATE MATERIALIZED VIEW {db}.dead_letters_per_minute_mv TO {db}.dead_letters_per_minute AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.dead_letters_per_minute_mv TO {db}.dead_letters_per_minute AS
 SELECT toStartOfMinute(failed_at) AS minute,
        if(ifNull(css, '') IN (SELECT code FROM {db}.organizations), ifNull(css, ''), '') AS css,
        ifNull(dataset, '') AS dataset, stage, reason_code, uniqExactState(dead_letter_id) AS letters
@@ -169,7 +169,7 @@ WHERE NOT small AND NOT (withheld = 1 AND rank = 2);
 
 DROP VIEW IF EXISTS {db}.dead_letters_per_minute_mv;
 
-CREATE MATERIALIZED VIEW {db}.dead_letters_per_minute_mv TO {db}.dead_letters_per_minute AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.dead_letters_per_minute_mv TO {db}.dead_letters_per_minute AS
 SELECT toStartOfMinute(failed_at) AS minute, ifNull(css, '') AS css, ifNull(dataset, '') AS dataset,
        stage, reason_code, uniqExactState(dead_letter_id) AS letters
 FROM {db}.dead_letters GROUP BY minute, css, dataset, stage, reason_code;
