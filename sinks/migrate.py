@@ -139,7 +139,8 @@ def for_cluster(statement: str, cluster: str, replicated: set[str]) -> list[str]
         rest = _TABLE_REF.sub(lambda r: f"{{db}}.{r[1]}{LOCAL_SUFFIX}" if r[1] in replicated else r[0],
                               s[name_end:])  # fmt: skip
         return [s[:name_end] + f" {on}" + rest]
-    if m := re.match(r"^(CREATE VIEW IF NOT EXISTS|CREATE OR REPLACE VIEW|DROP VIEW IF EXISTS) \{db\}\.(\w+)", s):
+    views = r"^(CREATE VIEW IF NOT EXISTS|CREATE OR REPLACE VIEW|DROP VIEW IF EXISTS) \{db\}\.(\w+)"
+    if m := re.match(views, s):
         return [s[: m.end()] + f" {on}" + s[m.end() :]]
     if m := re.match(r"^DROP TABLE IF EXISTS \{db\}\.(\w+)$", s):
         names = [m[1], f"{m[1]}{LOCAL_SUFFIX}"] if m[1] in replicated else [m[1]]
