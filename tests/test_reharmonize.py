@@ -145,7 +145,7 @@ def test_a_slow_stage_batch_is_not_mistaken_for_the_end_of_the_topics(tmp_path: 
         for i in range(total):
             producer.produce(topic, value=f"sheet {i}".encode())
         assert producer.flush(30) == 0
-        consumer = _consumer(broker.bootstrap)
+        consumer = _consumer({"bootstrap.servers": broker.bootstrap})
         seen: list[int] = []
 
         def slow(messages: list) -> None:

@@ -30,6 +30,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from schemas.contracts import CURATED_RECORDS_FIELD, Dataset, curated_contract, curated_topic, raw_topic
 from schemas.wire import AvroCodec
 from streams.curate import RawMessage, StageOutput
+from streams.signing import Signer
+from vigie.runtime.broker import client_config
 from vigie.runtime.stage_pool import Stage
 from vigie.runtime.supervisor import RuntimeInfo
 from vigie.settings import Settings
@@ -117,10 +119,10 @@ def _run_child(messages: list[RawMessage]) -> tuple[StageOutput, list[tuple[str,
 
 
 # -- reading topics -------------------------------------------------------------------------
-def _consumer(bootstrap: str) -> Consumer:
+def _consumer(client: dict[str, str]) -> Consumer:
     # A throwaway group that commits nothing: a replay never moves the worker's offsets.
     return Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"vigie-reharmonize-{time.time_ns()}",
+        **client, "group.id": f"vigie-reharmonize-{time.time_ns()}",
         "enable.auto.commit": False, "auto.offset.reset": "earliest",
     })  # fmt: skip
 
@@ -166,7 +168,7 @@ def _drain(consumer: Consumer, on_batch: Callable[[list[RawMessage]], None], idl
 
 
 def _curated_before(
-    bootstrap: str, codec: AvroCodec, css: set[str] | None, since_ms: int, idle_s: float
+    client: dict[str, str], codec: AvroCodec, css: set[str] | None, since_ms: int, idle_s: float
 ) -> dict[str, tuple[datetime, str]]:
     """The absence reason the curated topic last carried for each record (by processing time)."""
     contract = curated_contract(Dataset.ATTENDANCE)
@@ -188,7 +190,7 @@ def _curated_before(
                 if seen is None or seen[0] <= at:
                     before[key] = (at, reason)
 
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(client)
     try:
         if _assign_since(consumer, [curated_topic(Dataset.ATTENDANCE)], since_ms):
             _drain(consumer, take, idle_s)
@@ -226,16 +228,18 @@ def reharmonize(
         warming = [pool.submit(_ready) for _ in range(processes)]
     try:
         before = (
-            _curated_before(bootstrap, local.codec, css_filter, since_ms, idle_s)
+            _curated_before(client_config(settings), local.codec, css_filter, since_ms, idle_s)
             if Dataset.ATTENDANCE in datasets
             else {}
         )
         summary.absences_before = len(before)
         after: dict[str, str] = {}
         producer = Producer({
-            "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
+            **client_config(settings), "enable.idempotence": True, "linger.ms": 20,
             "message.max.bytes": 4_000_000,
         })  # fmt: skip
+        # The sinks store only curated batches the worker network signed (streams/signing.py).
+        signer = Signer(local.ctx.pseudonymizer.key)
         failures: list[str] = []
 
         def delivered(err: Any, _msg: Any) -> None:
@@ -246,7 +250,9 @@ def reharmonize(
             for dataset, value in out.curated:
                 while True:
                     try:
-                        producer.produce(curated_topic(dataset), value=value, on_delivery=delivered)
+                        topic = curated_topic(dataset)
+                        mac = list(signer.headers(topic, value).items())
+                        producer.produce(topic, value=value, headers=mac, on_delivery=delivered)
                         break
                     except BufferError:  # the producer's queue is full: let it drain
                         producer.poll(0.5)
@@ -260,7 +266,7 @@ def reharmonize(
                 on_progress(summary.messages, summary.records)
 
         topics = [raw_topic(css, ds) for css in css_codes for ds in datasets]
-        consumer = _consumer(bootstrap)
+        consumer = _consumer(client_config(settings))
         if pool is not None:
             for ready in warming:
                 ready.result()
