@@ -114,6 +114,8 @@ class Connector:
         self._in_flight: set[int] = set()
         self._stop = threading.Event()
         self.left_undelivered = 0
+        # False for a poll that only fills the outbox (``vigie connector poll``).
+        self.sending = True
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,6 +137,9 @@ class Connector:
             try:
                 for poll in source.poll():
                     enqueued += self._commit(source, poll)
+                    self._make_room()
+                    if self._stop.is_set():
+                        break  # a file left half-read is read again: its sent rows are recognised
             except SourceError as exc:
                 # One line; the other sources still run, and the next poll tries again.
                 self.stats.source_errors += 1
@@ -144,6 +149,17 @@ class Connector:
         self.stats.polls += 1
         self.stats.last_poll_at = time.time()
         return enqueued
+
+    def _make_room(self) -> None:
+        """Between the chunks of a long read (a large file, a first load), send what is ready
+        and wait while the outbox is full: the outbox stays bounded whatever the source's size."""
+        if not self.sending:
+            return
+        self.send_pending()
+        self.settle(0)
+        while self.outbox.depth() >= self.config.outbox_max_rows and not self._stop.is_set():
+            self.send_pending()
+            self.settle(0.5)
 
     def _commit(self, source: Source, poll: Poll) -> int:
         """Encode a poll's changes into batches and store them with the poll's state."""

@@ -13,11 +13,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+URLS = {"postgresql": POSTGRES_URL, "mariadb": MARIADB_URL}
 
 ATTENDANCE_DDL = """CREATE TABLE {t} (
-    school_code TEXT, group_code TEXT, period INTEGER, sheet_date DATE, student_local_id TEXT,
-    first_name TEXT, last_name TEXT, birth_date DATE, status_code TEXT, absence_code TEXT,
-    absence_text TEXT, updated_at TIMESTAMP)"""
+    school_code VARCHAR(20), group_code VARCHAR(20), period INTEGER, sheet_date DATE,
+    student_local_id VARCHAR(20), first_name VARCHAR(50), last_name VARCHAR(50), birth_date DATE,
+    status_code VARCHAR(10), absence_code VARCHAR(10), absence_text VARCHAR(200), updated_at TIMESTAMP NULL)"""
 
 
 def attendance_row(
@@ -60,7 +62,7 @@ class SourceTable:
 
 
 def source_table(kind: str, tmp_path: Path) -> Iterator[SourceTable]:
-    url = POSTGRES_URL if kind == "postgresql" else f"sqlite:///{tmp_path / 'source.sqlite'}"
+    url = URLS.get(kind) or f"sqlite:///{tmp_path / 'source.sqlite'}"
     table = SourceTable(url)
     try:
         yield table

@@ -517,6 +517,132 @@ def connector_run(
         raise _fail(f"a source could not be read: {s.last_source_error}")
 
 
+@connector_app.command("check")
+def connector_check(
+    config: Annotated[Path, typer.Option("--config", help="Connector configuration (.toml, .yaml or .yml).")],
+    stack: StackOption = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Check a connector configuration without sending anything, and print a checklist.
+
+    CSS known, each database reachable, each query runs, required columns present, a sample
+    of rows follows the contract, broker and registry reachable with the configured
+    credentials. Exit status 1 if any check fails.
+    """
+    from connectors.config import ConnectorConfig
+    from connectors.onboarding import check_connector
+    from schemas.organizations import load_organizations
+
+    settings, cfg = _load_connector(config, stack, data_dir)
+    assert isinstance(cfg, ConnectorConfig)
+    checks = check_connector(cfg, load_organizations(settings.organizations_file))
+    for c in checks:
+        mark = "[green]✔[/green]" if c.ok else "[red]✘[/red]"
+        console.print(f"{mark} {c.name}" + (f" — {c.detail}" if c.detail else ""), highlight=False)
+    failed = sum(not c.ok for c in checks)
+    if failed:
+        raise _fail(f"{failed} check(s) failed")
+    console.print(f"[green]ready[/green]: `vigie connector run --config {config}`")
+
+
+@connector_app.command("contract")
+def connector_contract() -> None:
+    """Print the columns a source must give, per dataset (generated from the connector's code)."""
+    from connectors.onboarding import contract_markdown
+
+    print(contract_markdown())
+
+
+@connector_app.command("init")
+def connector_init(
+    css: Annotated[str, typer.Option("--css", help="Organization code (see organizations.csv).")],
+    source: Annotated[str, typer.Option("--source", help="SQLAlchemy URL of the local database.")],
+    out: Annotated[Path, typer.Option("--out", help="Config file to write.")] = Path("connector.toml"),
+    broker: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap (default: the running `vigie up`).")
+    ] = None,
+    registry: Annotated[
+        str | None, typer.Option(help="Registry URL (default: the running `vigie up`).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Introspect a local database and write a starter connector config.
+
+    Tables are matched to the datasets by their column names (French and English names of
+    Québec school systems); a modification-time column becomes the watermark. A password in
+    the URL is not written: the file says ${VIGIE_SOURCE_PASSWORD} instead.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from connectors.config import ConnectorConfigError, check_css
+    from connectors.onboarding import starter_config
+    from connectors.sources.sql import describe_db_error
+    from schemas.organizations import load_organizations
+
+    settings = _settings(data_dir)
+    try:
+        check_css(css, load_organizations(settings.organizations_file))
+    except ConnectorConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    if out.exists() and not force:
+        raise _fail(f"{out} exists (use --force to overwrite)", 2)
+    try:
+        url = make_url(source)
+    except ArgumentError:
+        raise _fail("--source is not a database URL (e.g. postgresql+psycopg://user@host/db)", 2) from None
+    shown = url.set(password="${VIGIE_SOURCE_PASSWORD}") if url.password else url
+    broker, registry = _stack_endpoints(settings, broker, registry)
+    try:
+        text = starter_config(css, source, broker, registry, shown.render_as_string(hide_password=False))
+    except SQLAlchemyError as exc:
+        raise _fail(f"cannot read the source: {describe_db_error(exc)}") from None
+    except Exception as exc:  # a driver that is not installed, a file that does not exist
+        raise _fail(f"cannot read the source: {type(exc).__name__}: {exc}") from None
+    out.write_text(text, encoding="utf-8")
+    mapped = text.count("[[sources]]")
+    console.print(f"{out}: {mapped} of 3 datasets mapped. Next: `vigie connector check --config {out}`")
+
+
+@connector_app.command("poll")
+def connector_poll(
+    config: Annotated[Path, typer.Option("--config", help="Connector configuration (.toml, .yaml or .yml).")],
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Polls in a row (the later ones show a no-change poll).")
+    ] = 1,
+    data_dir: DataDir = None,
+) -> None:
+    """Poll the sources into the outbox without sending, and print how long each poll took.
+
+    What `run` would enqueue stays in the outbox and is sent by the next `run`. Useful to
+    size `poll_every_s` on a large source.
+    """
+    import time
+
+    from connectors.config import ConnectorConfig
+    from connectors.runner import Connector
+
+    _, cfg = _load_connector(config, False, data_dir)
+    assert isinstance(cfg, ConnectorConfig)
+    connector = Connector(cfg)
+    connector.sending = False
+    try:
+        for n in range(1, repeat + 1):
+            before = connector.stats.records_enqueued
+            started = time.perf_counter()
+            connector.poll_sources()
+            took = time.perf_counter() - started
+            console.print(f"poll {n}: {connector.stats.records_enqueued - before:,} record(s) enqueued in "
+                          f"{took:.3f} s; outbox {connector.outbox.depth():,} batch(es)")  # fmt: skip
+    finally:
+        for source in connector.sources:
+            source.close()
+        connector.outbox.close()
+    if connector.stats.source_errors:
+        raise _fail(f"a source could not be read: {connector.stats.last_source_error}")
+
+
 mappings_app = typer.Typer(help="Data-steward tools for the harmonization mappings.", no_args_is_help=True)
 app.add_typer(mappings_app, name="mappings")
 

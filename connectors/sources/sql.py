@@ -146,6 +146,7 @@ class SqlSource:
             else config.delete_window_column or DEFAULT_WINDOW_COLUMNS[config.dataset]
         )
         self.waiting = 0
+        self.rows_read = 0  # rows fetched from the database since start (what a poll costs)
 
     @property
     def label(self) -> str:
@@ -155,6 +156,7 @@ class SqlSource:
     def _chunks(self, conn: Connection, sql: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(text(sql), params)
         for part in result.mappings().partitions(CHUNK_ROWS):
+            self.rows_read += len(part)
             yield [dict(r) for r in part]
 
     def _typed(self, raw_rows: list[dict[str, Any]], poll: Poll, present: set[str]) -> list[dict[str, Any]]:
@@ -298,8 +300,10 @@ class SqlSource:
             if scope_poll.hold_deletions:
                 continue
             state = self._outbox.source_state(self.id, [scope])
-            detect_deletions(poll, self.css, self.source_system, self.dataset, state, scope_seen | scope_present,
-                             self.key_columns)  # fmt: skip
+            seen_here = scope_seen | scope_present
+            detect_deletions(
+                poll, self.css, self.source_system, self.dataset, state, seen_here, self.key_columns
+            )
 
     def close(self) -> None:
         self._engine.dispose()
