@@ -592,10 +592,13 @@ def connector_init(
         url = make_url(source)
     except ArgumentError:
         raise _fail("--source is not a database URL (e.g. postgresql+psycopg://user@host/db)", 2) from None
-    shown = url.set(password="${VIGIE_SOURCE_PASSWORD}") if url.password else url
+    shown = url.render_as_string(hide_password=False)
+    if url.password:  # the file says where the password comes from, not what it is
+        shown = url.set(password="VIGIEPASSWORD").render_as_string(hide_password=False)
+        shown = shown.replace("VIGIEPASSWORD", "${VIGIE_SOURCE_PASSWORD}")
     broker, registry = _stack_endpoints(settings, broker, registry)
     try:
-        text = starter_config(css, source, broker, registry, shown.render_as_string(hide_password=False))
+        text = starter_config(css, source, broker, registry, shown)
     except SQLAlchemyError as exc:
         raise _fail(f"cannot read the source: {describe_db_error(exc)}") from None
     except Exception as exc:  # a driver that is not installed, a file that does not exist

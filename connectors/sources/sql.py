@@ -231,7 +231,6 @@ class SqlSource:
             sql += f" WHERE q.{wm} > :lower"
             params["lower"] = _lower_bound(stored, self.config.lookback_s)
         newest = None if stored is None else (_wm_key(stored), stored)
-        touched: set[str | None] = set()
         hold = False
         for raw in self._chunks(conn, sql, params):
             poll = Poll()
@@ -243,18 +242,17 @@ class SqlSource:
                         newest = (_wm_key(enc), enc)
             present: set[str] = set()
             self._detect(poll, self._typed(raw, poll, present))
-            touched |= {s.scope for _, s in poll.upserts}
             hold |= poll.hold_deletions
             yield poll
         final = Poll()
         if newest is not None:
             final.kv[self._watermark_kv] = json.dumps({**newest[1], "polled_at": started.isoformat()})
         if self.config.detect_deletes and not hold:
-            self._deletions_in_window(conn, final, touched)
+            self._deletions_in_window(conn, final)
         yield final
 
-    def _deletions_in_window(self, conn: Connection, poll: Poll, touched: set[str | None]) -> None:
-        """Compare keys only for the days whose row count changed or that had changes."""
+    def _deletions_in_window(self, conn: Connection, poll: Poll) -> None:
+        """Compare keys only for the days whose row count differs from the state's."""
         col = self.scope_column
         since = self._since()
         if col is None or since is None:  # no window: compare every key (small tables only)
@@ -280,9 +278,10 @@ class SqlSource:
                 continue
             source_counts[scope] = source_counts.get(scope, 0) + int(n)
             raw_value.setdefault(scope, s)
+        # The chunks read above are committed by now: a day where a row was deleted (even if
+        # another was inserted) has more rows in the state than in the source.
         state_counts = self._outbox.scope_counts(self.id, since)
-        scopes = {s for s in touched if s is not None and s >= since}
-        scopes |= {
+        scopes = {
             s for s in set(source_counts) | set(state_counts) if source_counts.get(s) != state_counts.get(s)
         }
         sqlite = conn.dialect.name == "sqlite"
