@@ -62,6 +62,9 @@ class Outbox:
         self.path = path
         # One connector loop uses it at a time, but not always the thread that opened it.
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        # Acknowledged batches leave the file too, not only the table (a new outbox only:
+        # SQLite fixes this mode when the first table is created).
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed poll survives a power cut, not only a process kill.
         self._db.execute("PRAGMA synchronous=FULL")
@@ -163,6 +166,8 @@ class Outbox:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        # executescript steps the pragma to completion (execute frees a single page).
+        self._db.executescript("PRAGMA incremental_vacuum(4096);")  # give back up to ~16 MB
 
     def records_pending(self) -> int:
         """Records (not batches) not yet acknowledged."""

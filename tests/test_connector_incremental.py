@@ -175,3 +175,37 @@ def test_a_missing_table_is_one_clear_line(tmp_path: Path) -> None:
         list(source.poll())
     message = str(caught.value)
     assert "\n" not in message and "no such table: presences" in message
+
+
+def test_a_malformed_row_is_reported_once_not_at_every_poll(tmp_path: Path) -> None:
+    for table in source_table("sqlite", tmp_path):
+        outbox = Outbox(tmp_path / "outbox.sqlite")
+        table.insert([_row(1), _row(2, status_code=None)])
+        config = SqlSourceConfig(kind="sql", dataset=Dataset.ATTENDANCE, source_system="GPI", url=table.url,
+                                 table=table.name)  # fmt: skip
+        source = SqlSource(config, "laval", outbox)
+        counts = []
+        for _ in range(3):
+            polls = list(source.poll())
+            for poll in polls:
+                outbox.commit_poll(source.id, [], poll.upserts, poll.deletes, poll.kv)
+            counts.append(sum(p.skipped_rows for p in polls))
+        assert counts == [1, 0, 0]  # the status view's count is rows refused, not polls made
+        source.close()
+
+
+def test_acknowledged_batches_leave_the_outbox_file(tmp_path: Path) -> None:
+    from connectors.outbox import OutboxItem
+
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    items = [OutboxItem("raw.laval.attendance", None, "c", bytes(50_000), 25) for _ in range(200)]
+    outbox.commit_poll("s", items)
+
+    def pages() -> int:
+        return int(outbox._db.execute("PRAGMA page_count").fetchone()[0])
+
+    full = pages()
+    outbox.ack([i.seq for i in outbox.pending(1000, set())])
+    assert outbox.depth() == 0
+    assert pages() < full / 5  # the space of identified batches is given back, not kept as free pages
+    outbox.close()

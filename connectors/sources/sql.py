@@ -146,6 +146,7 @@ class SqlSource:
             else config.delete_window_column or DEFAULT_WINDOW_COLUMNS[config.dataset]
         )
         self.waiting = 0
+        self._reported: set[bytes] = set()
         self.rows_read = 0  # rows fetched from the database since start (what a poll costs)
 
     @property
@@ -169,8 +170,13 @@ class SqlSource:
                 source_key(typed, self.key_columns)
                 rows.append(typed)
             except RowError as exc:
-                poll.skipped_rows += 1
-                poll.rejections.append(Rejection(self.label, None, str(exc)))
+                # A malformed row stays in the table and is read again by every whole-table
+                # poll: it is reported once per run, not counted again at every poll.
+                mark = hashlib.sha256(repr(sorted(raw.items(), key=lambda kv: kv[0])).encode()).digest()[:12]
+                if mark not in self._reported:
+                    self._reported.add(mark)
+                    poll.skipped_rows += 1
+                    poll.rejections.append(Rejection(self.label, None, str(exc)))
                 key = key_of_raw(self.dataset, raw, self.key_columns)
                 if key is None:
                     poll.hold_deletions = True
