@@ -113,11 +113,14 @@ class Outbox:
             raise
 
     def source_state(
-        self, source: str, scopes: Iterable[str | None] | None = None
+        self, source: str, scopes: Iterable[str | None] | None = None, since: str | None = None
     ) -> dict[str, SourceRowState]:
-        """The state of a source's rows: all of them, or those of the given scopes only."""
+        """The state of a source's rows: all of them, those of the given scopes, or those whose
+        scope is ``since`` or later."""
         sql = "SELECT record_key, fingerprint, scope, skeleton FROM row_state WHERE source = ?"
-        if scopes is None:
+        if since is not None:
+            rows = self._db.execute(sql + " AND scope >= ?", (source, since)).fetchall()
+        elif scopes is None:
             rows = self._db.execute(sql, (source,)).fetchall()
         else:
             rows = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,15 @@ def attendance_row(
     n: int, status: str = "P", updated: datetime | None = None, group: str = "G1"
 ) -> dict[str, Any]:
     return {
-        "school_code": "S001", "group_code": group, "period": 1 + n % 6, "sheet_date": date(2026, 11, 20),
+        "school_code": "S001", "group_code": group, "period": 1 + n % 6, "sheet_date": TODAY,
         "student_local_id": f"ST{n:05d}", "first_name": "Léa", "last_name": "Tremblay",
         "birth_date": date(2015, 3, 4), "status_code": status, "absence_code": None,
         "absence_text": "malade" if status == "A" else None, "updated_at": updated or datetime(2026, 11, 20, 8, 0),
     }  # fmt: skip
+
+
+# Today (UTC), so that rows fall inside the connector's deletion window whenever the tests run.
+TODAY = datetime.now(UTC).date()
 
 
 class SourceTable:

@@ -28,20 +28,23 @@ def detect_changes(
     key_columns: tuple[str, ...],
     known: dict[str, str],
     scope_column: str | None = None,
+    seen_since: str | None = None,
 ) -> set[str]:
     """Append to ``poll`` the rows that are new or changed (``known``: record key → hash last
-    sent, updated in place); return the record keys seen."""
+    sent, updated in place); return the record keys seen (with ``seen_since``, only those of
+    rows in the deletion window: the others are never compared, so never kept)."""
     seen: set[str] = set()
     for row in rows:
         key = source_key(row, key_columns)
         fingerprint = row_fingerprint(row)
         rk = record_key_of(css, source_system, dataset, key)
-        seen.add(rk)
+        scope = scope_value(row.get(scope_column)) if scope_column else None
+        if seen_since is None or (scope is not None and scope >= seen_since):
+            seen.add(rk)
         if known.get(rk) == fingerprint:
             continue
         change = make_change(css, source_system, dataset, row, key, fingerprint, "upsert")
         poll.changes.append(change)
-        scope = scope_value(row.get(scope_column)) if scope_column else None
         poll.upserts.append((rk, SourceRowState(fingerprint, scope, row_skeleton(dataset, row, key_columns))))
         known[rk] = fingerprint
     return seen

@@ -284,13 +284,17 @@ class FileDropSource:
                 key = key_of_raw(self.dataset, raw, self.key_columns)
                 if key is None:
                     hold = True
-                else:
+                elif self.config.full_export:
                     seen.add(record_key_of(self.css, self.source_system, self.dataset, key))
             if len(rows) >= CHUNK_ROWS:
-                seen |= self._detect(poll, rows)
+                found = self._detect(poll, rows)
+                if self.config.full_export:  # keys are kept only when they can mean deletions
+                    seen |= found
                 yield poll
                 poll, rows = Poll(), []
-        seen |= self._detect(poll, rows)
+        found = self._detect(poll, rows)
+        if self.config.full_export:
+            seen |= found
         if self.config.full_export and not hold:
             state = self._outbox.source_state(self.id)
             detect_deletions(poll, self.css, self.source_system, self.dataset, state, seen, self.key_columns)

@@ -184,13 +184,14 @@ class SqlSource:
                     present.add(record_key_of(self.css, self.source_system, self.dataset, key))
         return rows
 
-    def _detect(self, poll: Poll, rows: list[dict[str, Any]]) -> set[str]:
+    def _detect(self, poll: Poll, rows: list[dict[str, Any]], seen_since: str | None = None) -> set[str]:
         keys = [record_key_of(self.css, self.source_system, self.dataset, source_key(r, self.key_columns))
                 for r in rows]  # fmt: skip
         known = self._outbox.fingerprints(self.id, keys)
         return detect_changes(
-            poll, self.css, self.source_system, self.dataset, rows, self.key_columns, known, self.scope_column
-        )
+            poll, self.css, self.source_system, self.dataset, rows, self.key_columns, known,
+            self.scope_column, seen_since,
+        )  # fmt: skip
 
     def poll(self) -> Iterator[Poll]:
         """Yield the polls of this look at the source, one per chunk read, then one with the
@@ -207,17 +208,15 @@ class SqlSource:
     def _poll_whole(self, conn: Connection) -> Iterator[Poll]:
         seen: set[str] = set()
         hold = False
+        since = self._since()
         for raw in self._chunks(conn, self._sql, {}):
             poll = Poll()
-            seen |= self._detect(poll, self._typed(raw, poll, seen))
+            seen |= self._detect(poll, self._typed(raw, poll, seen), since)
             hold |= poll.hold_deletions
             yield poll
         final = Poll()
         if self.config.detect_deletes and not hold:
-            since = self._since()
-            state = self._outbox.source_state(self.id)
-            if since is not None:
-                state = {rk: s for rk, s in state.items() if s.scope is not None and s.scope >= since}
+            state = self._outbox.source_state(self.id, since=since)
             detect_deletions(final, self.css, self.source_system, self.dataset, state, seen, self.key_columns)
         yield final
 
