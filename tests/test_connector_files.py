@@ -184,3 +184,18 @@ def test_a_drop_without_full_export_never_deletes(tmp_path: Path) -> None:
     _look(source, outbox)
     (folder / "mardi.csv").write_text(_csv([_line(9)]), encoding="utf-8")
     assert {c.op for c in _look(source, outbox)[0]} == {"upsert"}
+
+
+def test_hostile_files_are_refused_with_a_reason_not_a_crash(tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    outbox = Outbox(tmp_path / "o.sqlite")
+    source = _source(folder, outbox)
+    (folder / "enorme.csv").write_text(_csv([_line(1, text="x" * 200_000)]), encoding="utf-8")
+    (folder / "faux.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+    changes, polls = _look(source, outbox)
+    assert changes == []
+    reasons = {p.name: p.read_text() for p in (folder / "rejected").glob("*.reason.txt")}
+    assert set(reasons) == {"enorme.csv.reason.txt", "faux.xlsx.reason.txt"}
+    assert "CSV unreadable at line 2" in reasons["enorme.csv.reason.txt"]
+    assert "not a readable XLSX workbook" in reasons["faux.xlsx.reason.txt"]
+    assert sum(p.rejected_files for p in polls) == 2

@@ -266,10 +266,19 @@ class FileDropSource:
         seen: set[str] = set()
         refused: list[Rejection] = []
         hold = False
-        total = 0
+        total = sent = 0
         poll = Poll()
         rows: list[dict[str, Any]] = []
-        for sheet, line, raw in self._rows(path):
+        rows_in = self._rows(path)
+        while True:
+            try:
+                sheet, line, raw = next(rows_in)
+            except StopIteration:
+                break
+            except MalformedFile as exc:
+                if sent:  # say exactly what happened: the rows before were already sent
+                    raise MalformedFile(f"{exc}\n(the {sent} row(s) before it were read and sent)") from None
+                raise
             total += 1
             try:
                 typed = coerce_row(self.dataset, raw)
@@ -290,6 +299,7 @@ class FileDropSource:
                 found = self._detect(poll, rows)
                 if self.config.full_export:  # keys are kept only when they can mean deletions
                     seen |= found
+                sent = total
                 yield poll
                 poll, rows = Poll(), []
         found = self._detect(poll, rows)
