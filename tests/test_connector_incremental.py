@@ -209,3 +209,25 @@ def test_acknowledged_batches_leave_the_outbox_file(tmp_path: Path) -> None:
     assert outbox.depth() == 0
     assert pages() < full / 5  # the space of identified batches is given back, not kept as free pages
     outbox.close()
+
+
+def test_a_number_watermark_with_a_lookback_in_versions(tmp_path: Path) -> None:
+    """A counter (or SQL Server rowversion, read as 8 bytes): ``lookback_s`` counts versions."""
+    from connectors.sources.sql import _lower_bound, _wm_encode
+
+    stored = _wm_encode(bytes.fromhex("00000000000007d0"))  # rowversion 2000
+    assert stored == {"kind": "rowversion", "v": 2000}
+    assert _lower_bound({**stored, "polled_at": "2026-11-30T10:00:00+00:00"}, 50) == (1950).to_bytes(8, "big")
+    for table in source_table("postgresql", tmp_path):
+        table.execute("ALTER TABLE {t} ADD COLUMN version BIGINT")
+        table.insert([{**_row(n), "version": n} for n in range(5)])
+        outbox = Outbox(tmp_path / "outbox.sqlite")
+        config = SqlSourceConfig(kind="sql", dataset=Dataset.ATTENDANCE, source_system="GPI", url=table.url,
+                                 table=table.name, watermark="version", lookback_s=0)  # fmt: skip
+        source = SqlSource(config, "laval", outbox)
+        assert len(_commit(source, outbox)) == 5
+        read = source.rows_read
+        table.execute("UPDATE {t} SET status_code = 'A', version = 7 WHERE student_local_id = 'ST00002'")
+        assert [c.row["student_local_id"] for c in _commit(source, outbox)] == ["ST00002"]
+        assert source.rows_read == read + 1
+        source.close()
