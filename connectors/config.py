@@ -70,6 +70,12 @@ class SqlSourceConfig(_Frozen):
         description="Date column bounding deletion detection (default per dataset: sheet_date, "
         "evaluation_date, effective_date).",
     )
+    delete_check_every_s: float = Field(
+        60.0,
+        ge=0,
+        description="Deletions are looked for at most this often (a count per day of the "
+        "window: the dearest part of a no-change poll on a large table); changes at every poll.",
+    )
     delete_window_days: int | None = Field(
         14, ge=1, description="Deletions are looked for in rows of the last N days (null: the whole table)."
     )

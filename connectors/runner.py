@@ -124,7 +124,8 @@ class Connector:
     def poll_sources(self) -> int:
         """Poll every source once; return the records enqueued. Skipped while the outbox is full."""
         depth = self.outbox.depth()
-        full = depth >= self.config.outbox_max_rows
+        # A poll that does not send (``vigie connector poll``) has no reason to wait for room.
+        full = self.sending and depth >= self.config.outbox_max_rows
         if full != self.stats.backpressure:
             log.warning(
                 "outbox %s: %d batches waiting", "full, sources paused" if full else "draining", depth

@@ -31,7 +31,8 @@ def _row(n: int, day: date = TODAY, updated: datetime | None = None, **extra) ->
 
 def _source(table: SourceTable, outbox: Outbox, **extra) -> SqlSource:
     config = SqlSourceConfig(kind="sql", dataset=Dataset.ATTENDANCE, source_system="GPI", url=table.url,
-                             table=table.name, watermark="updated_at", **extra)  # fmt: skip
+                             table=table.name, watermark="updated_at",
+                             **{"delete_check_every_s": 0, **extra})  # fmt: skip
     return SqlSource(config, "laval", outbox)
 
 
@@ -230,4 +231,17 @@ def test_a_number_watermark_with_a_lookback_in_versions(tmp_path: Path) -> None:
         table.execute("UPDATE {t} SET status_code = 'A', version = 7 WHERE student_local_id = 'ST00002'")
         assert [c.row["student_local_id"] for c in _commit(source, outbox)] == ["ST00002"]
         assert source.rows_read == read + 1
+        source.close()
+
+
+def test_deletions_are_looked_for_at_their_own_pace(tmp_path: Path) -> None:
+    for table in source_table("sqlite", tmp_path):
+        outbox = Outbox(tmp_path / "outbox.sqlite")
+        table.insert([_row(n) for n in range(3)])
+        source = _source(table, outbox, lookback_s=0, delete_check_every_s=3600)
+        _commit(source, outbox)
+        table.execute("DELETE FROM {t} WHERE student_local_id = 'ST00001'")
+        assert _commit(source, outbox) == []  # a no-change poll: not even the count per day
+        source._deletions_checked_at -= 3600  # an hour later
+        assert [(c.row["student_local_id"], c.op) for c in _commit(source, outbox)] == [("ST00001", "delete")]
         source.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -147,6 +148,7 @@ class SqlSource:
         )
         self.waiting = 0
         self._reported: set[bytes] = set()
+        self._deletions_checked_at = -float("inf")
         self.rows_read = 0  # rows fetched from the database since start (what a poll costs)
 
     @property
@@ -252,8 +254,10 @@ class SqlSource:
         final = Poll()
         if newest is not None:
             final.kv[self._watermark_kv] = json.dumps({**newest[1], "polled_at": started.isoformat()})
-        if self.config.detect_deletes and not hold:
+        due = time.monotonic() - self._deletions_checked_at >= self.config.delete_check_every_s
+        if self.config.detect_deletes and not hold and due:
             self._deletions_in_window(conn, final)
+            self._deletions_checked_at = time.monotonic()
         yield final
 
     def _deletions_in_window(self, conn: Connection, poll: Poll) -> None:
