@@ -116,6 +116,8 @@ class Connector:
         self.left_undelivered = 0
         # False for a poll that only fills the outbox (``vigie connector poll``).
         self.sending = True
+        self._room_deadline: float | None = None
+        self._out_of_room = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -139,7 +141,7 @@ class Connector:
                 for poll in source.poll():
                     enqueued += self._commit(source, poll)
                     self._make_room()
-                    if self._stop.is_set():
+                    if self._stop.is_set() or self._out_of_room:
                         break  # a file left half-read is read again: its sent rows are recognised
             except SourceError as exc:
                 # One line; the other sources still run, and the next poll tries again.
@@ -159,6 +161,9 @@ class Connector:
         self.send_pending()
         self.settle(0)
         while self.outbox.depth() >= self.config.outbox_max_rows and not self._stop.is_set():
+            if self._room_deadline is not None and time.monotonic() > self._room_deadline:
+                self._out_of_room = True  # --once with the broker away: stop reading, exit 1
+                return
             self.send_pending()
             self.settle(0.5)
 
@@ -264,6 +269,8 @@ class Connector:
         that were still settling included), send everything, and return."""
         next_poll = next_beat = 0.0
         deadline = None
+        if once:
+            self._room_deadline = time.monotonic() + drain_timeout_s
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_poll and (not once or self.stats.polls == 0 or self._waiting()):
@@ -276,7 +283,11 @@ class Connector:
             self.settle(0.2)
             if once:
                 deadline = deadline or time.monotonic() + drain_timeout_s
-                if (self.drained() and not self._waiting()) or time.monotonic() > deadline:
+                if (
+                    (self.drained() and not self._waiting())
+                    or time.monotonic() > deadline
+                    or self._out_of_room
+                ):
                     break
         # A last beat after the sends, so the network sees the outbox as it is left (empty,
         # or what is still waiting), not as it was before the sends.

@@ -220,3 +220,16 @@ def test_simulate_points_configs_at_the_running_stack(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "sim" / "iles" / "connector.toml").read_text()
     assert 'bootstrap = "127.0.0.1:40123"' in text and 'url = "http://127.0.0.1:40124"' in text
+
+
+def test_once_gives_up_when_the_outbox_is_full_and_nobody_takes_it(tmp_path: Path, registry) -> None:
+    table = SourceTable(f"sqlite:///{tmp_path / 'source.sqlite'}")
+    table.insert([attendance_row(n, group=f"G{n % 10}") for n in range(100)])
+    config = _config(tmp_path, "laval", "127.0.0.1:1", registry.url, _sql(table))
+    config.write_text(
+        config.read_text().replace(
+            'outbox = "outbox.sqlite"', 'outbox = "outbox.sqlite"\noutbox_max_rows = 2'
+        )
+    )
+    result = vigie("connector", "run", "--config", str(config), "--once", "--drain-timeout", "3", timeout=90)
+    assert result.returncode == 1 and "not delivered" in result.stderr
