@@ -542,7 +542,8 @@ def connector_check(
     failed = sum(not c.ok for c in checks)
     if failed:
         raise _fail(f"{failed} check(s) failed")
-    console.print(f"[green]ready[/green]: `vigie connector run --config {config}`")
+    flags = " --stack" + (f" --data-dir {data_dir}" if data_dir else "") if stack else ""
+    console.print(f"[green]ready[/green]: `vigie connector run --config {config}{flags}`")
 
 
 @connector_app.command("contract")
