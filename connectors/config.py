@@ -73,8 +73,8 @@ class SqlSourceConfig(_Frozen):
     delete_check_every_s: float = Field(
         60.0,
         ge=0,
-        description="Deletions are looked for at most this often (a count per day of the "
-        "window: the dearest part of a no-change poll on a large table); changes at every poll.",
+        description="Without other changes, deletions are looked for at most this often (a count "
+        "per day of the window: the dearest part of a no-change poll on a large table).",
     )
     delete_window_days: int | None = Field(
         14, ge=1, description="Deletions are looked for in rows of the last N days (null: the whole table)."

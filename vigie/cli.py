@@ -625,11 +625,15 @@ def connector_poll(
     import time
 
     from connectors.config import ConnectorConfig
+    from connectors.publisher import make_producer
     from connectors.runner import Connector
 
     _, cfg = _load_connector(config, False, data_dir)
     assert isinstance(cfg, ConnectorConfig)
-    connector = Connector(cfg)
+    # Nothing is sent: a quiet producer, so an absent broker does not fill the terminal.
+    connector = Connector(
+        cfg, producer=make_producer(cfg.broker.bootstrap, {**cfg.broker.config, "log_level": 0})
+    )
     connector.sending = False
     try:
         for n in range(1, repeat + 1):

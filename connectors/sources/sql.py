@@ -238,7 +238,7 @@ class SqlSource:
             sql += f" WHERE q.{wm} > :lower"
             params["lower"] = _lower_bound(stored, self.config.lookback_s)
         newest = None if stored is None else (_wm_key(stored), stored)
-        hold = False
+        hold = changed = False
         for raw in self._chunks(conn, sql, params):
             poll = Poll()
             for r in raw:
@@ -249,12 +249,15 @@ class SqlSource:
                         newest = (_wm_key(enc), enc)
             present: set[str] = set()
             self._detect(poll, self._typed(raw, poll, present))
+            changed |= bool(poll.changes)
             hold |= poll.hold_deletions
             yield poll
         final = Poll()
         if newest is not None:
             final.kv[self._watermark_kv] = json.dumps({**newest[1], "polled_at": started.isoformat()})
-        due = time.monotonic() - self._deletions_checked_at >= self.config.delete_check_every_s
+        # Deletions often come with other changes (a sheet taken again): look whenever this poll
+        # found some, and otherwise at most every delete_check_every_s.
+        due = changed or time.monotonic() - self._deletions_checked_at >= self.config.delete_check_every_s
         if self.config.detect_deletes and not hold and due:
             self._deletions_in_window(conn, final)
             self._deletions_checked_at = time.monotonic()
