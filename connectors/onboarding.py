@@ -66,16 +66,17 @@ def column_contract(dataset: Dataset) -> list[ContractColumn]:
 
 
 def contract_markdown() -> str:
-    """The column contract of every dataset as Markdown tables (README and `vigie connector contract`)."""
+    """The column contract of every dataset as Markdown tables (README and `vigie connector
+    contract`), in French: it is read by the CSS's technicians."""
     out = []
     for dataset in Dataset:
-        out.append(f"**{dataset.value}** (deletion window: `{DEFAULT_WINDOW_COLUMNS[dataset]}`)\n")
-        out.append("| column | type | required | key | identifier (stays at the stream stage) |")
+        out.append(f"**{dataset.value}** (fenêtre des suppressions : `{DEFAULT_WINDOW_COLUMNS[dataset]}`)\n")
+        out.append("| colonne | type | requise | clé | identifiant (retiré à l'étape de flux) |")
         out.append("|---|---|---|---|---|")
         for c in column_contract(dataset):
             out.append(
-                f"| `{c.name}` | {TYPE_NAMES[c.kind]} | {'yes' if c.required else ''} | "
-                f"{'yes' if c.key else ''} | {'yes' if c.identifier else ''} |"
+                f"| `{c.name}` | {TYPE_NAMES[c.kind]} | {'oui' if c.required else ''} | "
+                f"{'oui' if c.key else ''} | {'oui' if c.identifier else ''} |"
             )
         out.append("")
     return "\n".join(out)
