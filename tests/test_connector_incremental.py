@@ -245,3 +245,21 @@ def test_deletions_are_looked_for_at_their_own_pace(tmp_path: Path) -> None:
         source._deletions_checked_at -= 3600  # an hour later
         assert [(c.row["student_local_id"], c.op) for c in _commit(source, outbox)] == [("ST00001", "delete")]
         source.close()
+
+
+@pytest.mark.parametrize("field", ["watermark", "delete_window_column"])
+def test_column_names_in_the_config_cannot_carry_sql(field: str, tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not a plain column name"):
+        SqlSourceConfig(kind="sql", dataset=Dataset.ATTENDANCE, source_system="GPI", url="sqlite://",
+                        table="presences", **{field: "updated_at; DROP TABLE presences"})  # fmt: skip
+
+
+def test_a_css_code_must_be_one_of_the_network(organizations) -> None:
+    from connectors.config import ConnectorConfigError, check_css
+
+    check_css("montreal", organizations)
+    for hostile in ("../../etc", "montreal.attendance", "MONTREAL", ""):
+        with pytest.raises(ConnectorConfigError, match="n'est pas l'un des 72"):
+            check_css(hostile, organizations)
