@@ -102,10 +102,10 @@ def _check_sql(source: SqlSourceConfig) -> list[Check]:
     try:
         engine = create_engine(source.url)
     except Exception as exc:  # a malformed URL or a driver that is not installed
-        return [Check(f"{label}: database URL", False, f"{type(exc).__name__}: {exc}")]
+        return [Check(f"{label} : URL de la base", False, f"{type(exc).__name__}: {exc}")]
     try:
         with engine.connect() as conn:
-            checks.append(Check(f"{label}: database reachable", True, conn.dialect.name))
+            checks.append(Check(f"{label} : base joignable", True, conn.dialect.name))
             body = (source.query or f"SELECT * FROM {source.table}").strip().rstrip(";")
             try:
                 result = conn.execute(text(body))
@@ -113,15 +113,15 @@ def _check_sql(source: SqlSourceConfig) -> list[Check]:
                 result.close()
                 names = set(result.keys())
             except SQLAlchemyError as exc:
-                return [*checks, Check(f"{label}: query runs", False, describe_db_error(exc))]
-            checks.append(Check(f"{label}: query runs", True, f"{len(sample)} sample row(s)"))
+                return [*checks, Check(f"{label} : requête exécutée", False, describe_db_error(exc))]
+            checks.append(Check(f"{label} : requête exécutée", True, f"{len(sample)} ligne(s) d'échantillon"))
             wanted = {c.name for c in column_contract(source.dataset) if c.required}
             missing = sorted(wanted - names)
             checks.append(
                 Check(
-                    f"{label}: required columns",
+                    f"{label} : colonnes requises",
                     not missing,
-                    f"missing: {', '.join(missing)}" if missing else ", ".join(sorted(wanted)),
+                    f"manquantes : {', '.join(missing)}" if missing else ", ".join(sorted(wanted)),
                 )
             )
             for extra, what in (
@@ -129,23 +129,23 @@ def _check_sql(source: SqlSourceConfig) -> list[Check]:
                 (
                     source.delete_window_column
                     or (DEFAULT_WINDOW_COLUMNS[source.dataset] if source.delete_window_days else None),
-                    "deletion window",
+                    "fenêtre des suppressions",
                 ),
             ):
                 if extra is not None:
                     checks.append(
                         Check(
-                            f"{label}: {what} column {extra}",
+                            f"{label} : colonne {extra} ({what})",
                             extra in names,
-                            "" if extra in names else "not in the query's columns",
+                            "" if extra in names else "absente des colonnes de la requête",
                         )
                     )
             if source.watermark is None:
                 checks.append(
                     Check(
-                        f"{label}: watermark",
+                        f"{label} : watermark",
                         True,
-                        "none: each poll reads the whole table (set `watermark` on a large table)",
+                        "aucun : chaque relève lit toute la table (mettre `watermark` sur une grande table)",
                     )
                 )
             if not missing:
@@ -155,7 +155,7 @@ def _check_sql(source: SqlSourceConfig) -> list[Check]:
                     )
                 )
     except SQLAlchemyError as exc:
-        checks.append(Check(f"{label}: database reachable", False, describe_db_error(exc)))
+        checks.append(Check(f"{label} : base joignable", False, describe_db_error(exc)))
     finally:
         engine.dispose()
     return checks
@@ -169,27 +169,29 @@ def _check_sample(label: str, dataset: Dataset, sample: list[dict[str, Any]], ke
         except RowError as exc:  # the message names the column and the rule, not the value
             problems[str(exc)] = problems.get(str(exc), 0) + 1
     if not problems:
-        return Check(f"{label}: sample follows the contract", True, f"{len(sample)} row(s) typed")
+        return Check(f"{label} : échantillon conforme au contrat", True, f"{len(sample)} ligne(s) typée(s)")
     worst = ", ".join(f"{reason} ({n})" for reason, n in sorted(problems.items(), key=lambda p: -p[1])[:3])
     bad = sum(problems.values())
     # A few bad rows are refused one by one at run time; all of them bad means a wrong mapping.
     return Check(
-        f"{label}: sample follows the contract",
+        f"{label} : échantillon conforme au contrat",
         bad < len(sample),
-        f"{bad} of {len(sample)} row(s) would be refused: {worst}",
+        f"{bad} ligne(s) sur {len(sample)} seraient refusées : {worst}",
     )
 
 
 def _check_drop(source: FileDropSourceConfig) -> list[Check]:
-    label = f"{source.dataset.value} (drop {source.folder})"
+    label = f"{source.dataset.value} (dépôt {source.folder})"
     folder = source.folder
     if not folder.exists():
-        return [Check(f"{label}: folder", True, "will be created at start")]
+        return [Check(f"{label} : dossier", True, "sera créé au démarrage")]
     import os
 
     writable = os.access(folder, os.W_OK)
     waiting = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in {".csv", ".xlsx"}]
-    return [Check(f"{label}: folder writable", writable, f"{len(waiting)} file(s) waiting")]
+    return [
+        Check(f"{label} : dossier accessible en écriture", writable, f"{len(waiting)} fichier(s) en attente")
+    ]
 
 
 def _check_broker(config: ConnectorConfig, timeout_s: float) -> list[Check]:
@@ -204,17 +206,17 @@ def _check_broker(config: ConnectorConfig, timeout_s: float) -> list[Check]:
     try:
         metadata = AdminClient(settings).list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        return [Check(f"broker {config.broker.bootstrap}", False, f"unreachable: {exc.args[0].str()}")]
-    checks = [Check(f"broker {config.broker.bootstrap}", True, f"{len(metadata.brokers)} broker(s)")]
+        return [Check(f"courtier {config.broker.bootstrap}", False, f"injoignable : {exc.args[0].str()}")]
+    checks = [Check(f"courtier {config.broker.bootstrap}", True, f"{len(metadata.brokers)} courtier(s)")]
     datasets = sorted({s.dataset for s in config.sources})
     missing = [raw_topic(config.css, d) for d in datasets if raw_topic(config.css, d) not in metadata.topics]
     checks.append(
         Check(
-            "raw topics",
+            "topics bruts",
             True,
-            "present"
+            "présents"
             if not missing
-            else f"not created yet (the broker may create them): {', '.join(missing)}",
+            else f"pas encore créés (le courtier peut les créer) : {', '.join(missing)}",
         )
     )
     return checks
@@ -227,17 +229,15 @@ def _check_registry(config: ConnectorConfig) -> Check:
         subjects = SchemaRegistryClient({"url": config.registry.url, **config.registry.config}).get_subjects()
     except Exception as exc:  # the client raises several types for refused, unauthorized, TLS…
         first = str(exc).splitlines()[0] if str(exc) else ""
-        return Check(f"registry {config.registry.url}", False, f"{type(exc).__name__}: {first}"[:200])
-    return Check(f"registry {config.registry.url}", True, f"{len(subjects)} subject(s)")
+        return Check(f"registre {config.registry.url}", False, f"{type(exc).__name__}: {first}"[:200])
+    return Check(f"registre {config.registry.url}", True, f"{len(subjects)} sujet(s)")
 
 
 def check_connector(
     config: ConnectorConfig, organizations: Iterable[str], timeout_s: float = 5.0
 ) -> list[Check]:
     """Every check, in the order a technician would fix them; nothing is sent or stored."""
-    checks = [
-        Check(f"css {config.css}", config.css in set(organizations), "one of the network's organizations")
-    ]
+    checks = [Check(f"css {config.css}", config.css in set(organizations), "un des organismes du réseau")]
     for source in config.sources:
         checks += _check_sql(source) if isinstance(source, SqlSourceConfig) else _check_drop(source)
     checks += _check_broker(config, timeout_s)

@@ -113,7 +113,7 @@ def test_once_fails_while_batches_stay_undelivered(tmp_path: Path, registry) -> 
     config = _config(tmp_path, "laval", "127.0.0.1:1", registry.url, _sql(table))  # nobody listens on :1
     result = vigie("connector", "run", "--config", str(config), "--once", "--drain-timeout", "3")
     assert result.returncode == 1, result.stderr
-    assert "not delivered" in result.stderr
+    assert "non livré" in result.stderr
     assert _depth(tmp_path / "outbox.sqlite") > 0  # kept for the next run
 
 
@@ -156,7 +156,9 @@ def test_check_passes_a_good_config_and_sends_nothing(tmp_path: Path, broker, re
     config = _config(tmp_path, "laval", broker.bootstrap, registry.url, _sql(table))
     result = vigie("connector", "check", "--config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "✘" not in result.stdout and "required columns" in result.stdout and "sample" in result.stdout
+    assert (
+        "✘" not in result.stdout and "colonnes requises" in result.stdout and "échantillon" in result.stdout
+    )
     assert not (tmp_path / "outbox.sqlite").exists()
 
 
@@ -168,8 +170,8 @@ def test_check_names_each_problem(tmp_path: Path, registry) -> None:
     result = vigie("connector", "check", "--config", str(config))
     assert result.returncode == 1
     out = result.stdout
-    assert "✘ attendance (query): required columns — missing: status_code" in out
-    assert "✘ broker 127.0.0.1:1" in out and "✔ registry" in out
+    assert "✘ attendance (query) : colonnes requises — manquantes : status_code" in out
+    assert "✘ courtier 127.0.0.1:1" in out and "✔ registre" in out
     assert "Traceback" not in result.stderr
 
 
@@ -232,4 +234,4 @@ def test_once_gives_up_when_the_outbox_is_full_and_nobody_takes_it(tmp_path: Pat
         )
     )
     result = vigie("connector", "run", "--config", str(config), "--once", "--drain-timeout", "3", timeout=90)
-    assert result.returncode == 1 and "not delivered" in result.stderr
+    assert result.returncode == 1 and "non livré" in result.stderr

@@ -511,10 +511,10 @@ def connector_run(
         f"{s.batches_acked:,} batches acknowledged, {s.skipped_rows} rows skipped"
     )
     if once and connector.left_undelivered:
-        raise _fail(f"{connector.left_undelivered:,} batch(es) not delivered (broker or registry "
-                    "unreachable?): they stay in the outbox for the next run")  # fmt: skip
+        raise _fail(f"{connector.left_undelivered:,} lot(s) non livré(s) (courtier ou registre "
+                    "injoignable ?) : ils restent dans la boîte d'envoi")  # fmt: skip
     if once and s.source_errors:
-        raise _fail(f"a source could not be read: {s.last_source_error}")
+        raise _fail(f"une source n'a pas pu être lue : {s.last_source_error}")
 
 
 @connector_app.command("check")
@@ -541,9 +541,9 @@ def connector_check(
         console.print(f"{mark} {c.name}" + (f" — {c.detail}" if c.detail else ""), highlight=False)
     failed = sum(not c.ok for c in checks)
     if failed:
-        raise _fail(f"{failed} check(s) failed")
+        raise _fail(f"{failed} vérification(s) en échec")
     flags = " --stack" + (f" --data-dir {data_dir}" if data_dir else "") if stack else ""
-    console.print(f"[green]ready[/green]: `vigie connector run --config {config}{flags}`")
+    console.print(f"[green]prêt[/green] : `vigie connector run --config {config}{flags}`")
 
 
 @connector_app.command("contract")
@@ -648,7 +648,7 @@ def connector_poll(
             source.close()
         connector.outbox.close()
     if connector.stats.source_errors:
-        raise _fail(f"a source could not be read: {connector.stats.last_source_error}")
+        raise _fail(f"une source n'a pas pu être lue : {connector.stats.last_source_error}")
 
 
 mappings_app = typer.Typer(help="Data-steward tools for the harmonization mappings.", no_args_is_help=True)
