@@ -29,6 +29,7 @@ def detect_changes(
     known: dict[str, str],
     scope_column: str | None = None,
     seen_since: str | None = None,
+    keep_skeleton: bool = True,
 ) -> set[str]:
     """Append to ``poll`` the rows that are new or changed (``known``: record key → hash last
     sent, updated in place); return the record keys seen (with ``seen_since``, only those of
@@ -45,7 +46,9 @@ def detect_changes(
             continue
         change = make_change(css, source_system, dataset, row, key, fingerprint, "upsert")
         poll.changes.append(change)
-        poll.upserts.append((rk, SourceRowState(fingerprint, scope, row_skeleton(dataset, row, key_columns))))
+        # A source that never deletes (a drop folder of partial exports) keeps the hash only.
+        skeleton = row_skeleton(dataset, row, key_columns) if keep_skeleton else ""
+        poll.upserts.append((rk, SourceRowState(fingerprint, scope, skeleton)))
         known[rk] = fingerprint
     return seen
 
@@ -62,6 +65,8 @@ def detect_deletions(
     """Rows sent before and now gone: a delete event naming the row and the version it ends."""
     for rk in sorted(set(state) - seen):
         last = state[rk]
+        if not last.skeleton:  # stored while the source could not delete: nothing to name it by
+            continue
         row = row_from_json(dataset, last.skeleton)
         key = source_key(json.loads(last.skeleton), key_columns)
         poll.changes.append(make_change(css, source_system, dataset, row, key, last.fingerprint, "delete"))

@@ -322,8 +322,9 @@ class FileDropSource:
                 for r in rows]  # fmt: skip
         known = self._outbox.fingerprints(self.id, keys)
         return detect_changes(
-            poll, self.css, self.source_system, self.dataset, rows, self.key_columns, known, self.scope_column
-        )
+            poll, self.css, self.source_system, self.dataset, rows, self.key_columns, known,
+            self.scope_column, keep_skeleton=self.config.full_export,
+        )  # fmt: skip
 
     def close(self) -> None:
         return None

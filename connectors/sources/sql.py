@@ -192,7 +192,7 @@ class SqlSource:
         known = self._outbox.fingerprints(self.id, keys)
         return detect_changes(
             poll, self.css, self.source_system, self.dataset, rows, self.key_columns, known,
-            self.scope_column, seen_since,
+            self.scope_column, seen_since, keep_skeleton=self.config.detect_deletes,
         )  # fmt: skip
 
     def poll(self) -> Iterator[Poll]:
