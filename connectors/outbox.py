@@ -9,6 +9,7 @@ the same bytes, with the same event ids, which downstream recognises.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -24,12 +25,18 @@ _SCHEMA = (
     # deletion-window value (e.g. its sheet date), so a poll compares one window, not the table.
     """CREATE TABLE IF NOT EXISTS row_state (
         source TEXT NOT NULL, record_key TEXT NOT NULL, fingerprint TEXT NOT NULL,
-        scope TEXT, skeleton TEXT NOT NULL, PRIMARY KEY (source, record_key))""",
+        scope TEXT, skeleton TEXT NOT NULL, PRIMARY KEY (source, record_key)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS row_state_scope ON row_state (source, scope)",
     # 0.1 kept whole identified rows here; the rows are detected again once (same event ids).
     "DROP TABLE IF EXISTS source_state",
     "CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+
+
+def _sid(source: str) -> str:
+    """A source's id as stored beside each of its rows: a short digest, since a drop folder's
+    id holds its full path and millions of rows would repeat it (in the table and its index)."""
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class Outbox:
         """Store a poll's batches and its new state in one transaction."""
         now = time.time()
         db = self._db
+        sid = _sid(source)
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
@@ -100,11 +108,11 @@ class Outbox:
                 "INSERT INTO row_state VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, record_key) DO UPDATE "
                 "SET fingerprint = excluded.fingerprint, scope = excluded.scope, "
                 "skeleton = excluded.skeleton",
-                [(source, rk, s.fingerprint, s.scope, s.skeleton) for rk, s in upserts],
+                [(sid, rk, s.fingerprint, s.scope, s.skeleton) for rk, s in upserts],
             )
             db.executemany(
                 "DELETE FROM row_state WHERE source = ? AND record_key = ?",
-                [(source, rk) for rk in deletes],
+                [(sid, rk) for rk in deletes],
             )
             db.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", list((kv or {}).items()))
             db.execute("COMMIT")
@@ -118,14 +126,15 @@ class Outbox:
         """The state of a source's rows: all of them, those of the given scopes, or those whose
         scope is ``since`` or later."""
         sql = "SELECT record_key, fingerprint, scope, skeleton FROM row_state WHERE source = ?"
+        sid = _sid(source)
         if since is not None:
-            rows = self._db.execute(sql + " AND scope >= ?", (source, since)).fetchall()
+            rows = self._db.execute(sql + " AND scope >= ?", (sid, since)).fetchall()
         elif scopes is None:
-            rows = self._db.execute(sql, (source,)).fetchall()
+            rows = self._db.execute(sql, (sid,)).fetchall()
         else:
             rows = []
             for scope in scopes:
-                rows += self._db.execute(sql + " AND scope IS ?", (source, scope)).fetchall()
+                rows += self._db.execute(sql + " AND scope IS ?", (sid, scope)).fetchall()
         return {rk: SourceRowState(fp, scope, skel) for rk, fp, scope, skel in rows}
 
     def fingerprints(self, source: str, record_keys: Iterable[str]) -> dict[str, str]:
@@ -138,7 +147,7 @@ class Outbox:
                 self._db.execute(
                     f"SELECT record_key, fingerprint FROM row_state WHERE source = ? "
                     f"AND record_key IN ({', '.join('?' * len(chunk))})",
-                    (source, *chunk),
+                    (_sid(source), *chunk),
                 ).fetchall()
             )
         return out
@@ -147,7 +156,7 @@ class Outbox:
         """Rows known per scope (deletion-window value) from ``since`` on."""
         rows = self._db.execute(
             "SELECT scope, count(*) FROM row_state WHERE source = ? AND scope >= ? GROUP BY scope",
-            (source, since),
+            (_sid(source), since),
         )
         return {scope: int(n) for scope, n in rows}
 
