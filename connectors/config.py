@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,9 +54,31 @@ class SqlSourceConfig(_Frozen):
     table: str | None = None
     key: list[str] | None = Field(None, description="Columns naming a row; default per dataset.")
     watermark: str | None = Field(
-        None, description="Column that grows on every change (only newer rows read)."
+        None,
+        description="Column that grows on every change: a modification time or SQL Server "
+        "rowversion. Only newer rows are read; without it every poll reads the whole table.",
+    )
+    lookback_s: float = Field(
+        300.0,
+        ge=0,
+        description="Each poll also re-reads rows up to this many seconds before the previous poll "
+        "(rowversion or number watermarks: this many units), for transactions committed late.",
     )
     detect_deletes: bool = True
+    delete_window_column: str | None = Field(
+        None,
+        description="Date column bounding deletion detection (default per dataset: sheet_date, "
+        "evaluation_date, effective_date).",
+    )
+    delete_check_every_s: float = Field(
+        60.0,
+        ge=0,
+        description="Without other changes, deletions are looked for at most this often (a count "
+        "per day of the window: the dearest part of a no-change poll on a large table).",
+    )
+    delete_window_days: int | None = Field(
+        14, ge=1, description="Deletions are looked for in rows of the last N days (null: the whole table)."
+    )
 
     @model_validator(mode="after")
     def _one_of_query_or_table(self) -> SqlSourceConfig:
@@ -63,6 +86,9 @@ class SqlSourceConfig(_Frozen):
             raise ValueError("give exactly one of 'query' or 'table'")
         if self.table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", self.table):
             raise ValueError(f"table {self.table!r} is not a plain table name")
+        for name in (self.watermark, self.delete_window_column):
+            if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"column {name!r} is not a plain column name")
         return self
 
 
@@ -76,6 +102,14 @@ class FileDropSourceConfig(_Frozen):
     columns: dict[str, str] = Field(default_factory=dict, description="Local column name → Vigie name.")
     key: list[str] | None = None
     settle_s: float = Field(2.0, description="A file must be unchanged this long before it is read.")
+    max_bytes: int = Field(
+        200_000_000, ge=1, description="Larger files are refused with a reason (not read)."
+    )
+    full_export: bool = Field(
+        False,
+        description="Each file is a complete export of the dataset: rows of the previous file "
+        "missing from the next one are sent as deletions.",
+    )
 
 
 SourceConfig = Annotated[SqlSourceConfig | FileDropSourceConfig, Field(discriminator="kind")]
@@ -118,8 +152,25 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def load_connector_config(path: Path) -> ConnectorConfig:
-    """Read and validate a TOML (.toml) or YAML (.yaml/.yml) connector configuration."""
+def check_css(css: str, organizations: Iterable[str]) -> None:
+    """Refuse an organization code that is not one of the network's, naming the closest one:
+    a typo would otherwise send everything to topics nobody reads."""
+    codes = list(organizations)
+    if css in codes:
+        return
+    from rapidfuzz import fuzz, process
+
+    best = process.extractOne(css, codes, scorer=fuzz.WRatio)
+    hint = f" Vouliez-vous dire « {best[0]} » ?" if best and best[1] >= 60 else ""
+    raise ConnectorConfigError(
+        f"css « {css} » n'est pas l'un des {len(codes)} organismes du réseau.{hint} "
+        "(codes : schemas/reference/organizations.csv)"
+    )
+
+
+def load_connector_config(path: Path, organizations: Iterable[str] | None = None) -> ConnectorConfig:
+    """Read and validate a TOML (.toml) or YAML (.yaml/.yml) connector configuration; with
+    ``organizations``, refuse a ``css`` that is not one of them."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -141,6 +192,8 @@ def load_connector_config(path: Path) -> ConnectorConfig:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConnectorConfigError(f"{path}: {problems}") from None
+    if organizations is not None:
+        check_css(config.css, organizations)
     # Relative paths are relative to the configuration file, not to where it is run from.
     sources = [
         s.model_copy(update={"folder": base / s.folder}) if isinstance(s, FileDropSourceConfig) else s

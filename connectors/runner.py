@@ -8,6 +8,7 @@ in-flight deliveries, and exit; anything unacknowledged stays in the outbox.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from connectors.config import ConnectorConfig, FileDropSourceConfig
 from connectors.outbox import Outbox, OutboxItem
 from connectors.publisher import make_producer
 from connectors.source_rows import build_batches
-from connectors.sources import Source
+from connectors.sources import Poll, Source, SourceError
 from connectors.sources.file_drop import FileDropSource
 from connectors.sources.sql import SqlSource
 from schemas import metrics
@@ -39,6 +40,41 @@ from schemas.wire import AvroCodec, encode_body
 log = logging.getLogger(__name__)
 
 
+class RejectionLedger:
+    """Rows and files refused today (the connector's local date), kept in the outbox so a
+    restart does not hide them; they travel in every heartbeat, so the status view shows
+    "fichier refusé (n lignes)" for the CSS instead of a silent connector."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+
+    def _key(self) -> str:
+        return f"rejections:{datetime.now().date().isoformat()}"
+
+    def _load(self) -> dict[str, Any]:
+        text = self._outbox.get(self._key())
+        return json.loads(text) if text else {"rows": 0, "files": 0, "last": None, "last_at": None}
+
+    def add(self, rows: int, files: int, rejections: list[Any]) -> None:
+        day = self._load()
+        day["rows"] += rows
+        day["files"] += files
+        if rejections:
+            # Column and rule only: a rejection reason never quotes a value or a file name.
+            day["last"] = str(rejections[0])[:300]
+            day["last_at"] = datetime.now(UTC).isoformat()
+        self._outbox.put(self._key(), json.dumps(day))
+
+    def heartbeat_fields(self) -> dict[str, Any]:
+        day = self._load()
+        return {
+            "rejected_rows": int(day["rows"]),
+            "rejected_files": int(day["files"]),
+            "last_rejection": day["last"],
+            "last_rejection_at": datetime.fromisoformat(day["last_at"]) if day["last_at"] else None,
+        }
+
+
 @dataclass
 class ConnectorStats:
     """What the connector did since it started."""
@@ -49,6 +85,8 @@ class ConnectorStats:
     batches_acked: int = 0
     send_failures: int = 0
     skipped_rows: int = 0
+    source_errors: int = 0
+    last_source_error: str | None = None
     last_send_at: datetime | None = None
     last_poll_at: float | None = None
     backpressure: bool = False
@@ -72,8 +110,14 @@ class Connector:
         self.producer = producer or make_producer(config.broker.bootstrap, dict(config.broker.config))
         self.codec = codec or AvroCodec.from_url(config.registry.url, dict(config.registry.config))
         self.stats = ConnectorStats()
+        self.rejections = RejectionLedger(self.outbox)
         self._in_flight: set[int] = set()
         self._stop = threading.Event()
+        self.left_undelivered = 0
+        # False for a poll that only fills the outbox (``vigie connector poll``).
+        self.sending = True
+        self._room_deadline: float | None = None
+        self._out_of_room = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -82,7 +126,8 @@ class Connector:
     def poll_sources(self) -> int:
         """Poll every source once; return the records enqueued. Skipped while the outbox is full."""
         depth = self.outbox.depth()
-        full = depth >= self.config.outbox_max_rows
+        # A poll that does not send (``vigie connector poll``) has no reason to wait for room.
+        full = self.sending and depth >= self.config.outbox_max_rows
         if full != self.stats.backpressure:
             log.warning(
                 "outbox %s: %d batches waiting", "full, sources paused" if full else "draining", depth
@@ -92,31 +137,60 @@ class Connector:
             return 0
         enqueued = 0
         for source in self.sources:
-            for poll in source.poll():
-                self.stats.skipped_rows += poll.skipped_rows
-                now = datetime.now(UTC)
-                batches = build_batches(
-                    self.config.css, source.source_system, poll.changes, now, self.config.batch_max_records
-                )
-                items = [
-                    OutboxItem(
-                        raw_topic(self.config.css, dataset),
-                        batch.get("group_code"),
-                        RAW_CONTRACTS[dataset],
-                        encode_body(load_contract(RAW_CONTRACTS[dataset]), batch),
-                        n,
-                    )
-                    for dataset, batch, n in batches
-                ]
-                self.outbox.commit_poll(source.id, items, poll.upserts, poll.deletes, poll.kv)
-                if poll.on_committed is not None:
-                    poll.on_committed()
-                self.stats.batches_enqueued += len(items)
-                enqueued += sum(i.records for i in items)
+            try:
+                for poll in source.poll():
+                    enqueued += self._commit(source, poll)
+                    self._make_room()
+                    if self._stop.is_set() or self._out_of_room:
+                        break  # a file left half-read is read again: its sent rows are recognised
+            except SourceError as exc:
+                # One line; the other sources still run, and the next poll tries again.
+                self.stats.source_errors += 1
+                self.stats.last_source_error = str(exc)
+                log.warning("source not read: %s", exc)
         self.stats.records_enqueued += enqueued
         self.stats.polls += 1
         self.stats.last_poll_at = time.time()
         return enqueued
+
+    def _make_room(self) -> None:
+        """Between the chunks of a long read (a large file, a first load), send what is ready
+        and wait while the outbox is full: the outbox stays bounded whatever the source's size."""
+        if not self.sending:
+            return
+        self.send_pending()
+        self.settle(0)
+        while self.outbox.depth() >= self.config.outbox_max_rows and not self._stop.is_set():
+            if self._room_deadline is not None and time.monotonic() > self._room_deadline:
+                self._out_of_room = True  # --once with the broker away: stop reading, exit 1
+                return
+            self.send_pending()
+            self.settle(0.5)
+
+    def _commit(self, source: Source, poll: Poll) -> int:
+        """Encode a poll's changes into batches and store them with the poll's state."""
+        self.stats.skipped_rows += poll.skipped_rows
+        if poll.skipped_rows or poll.rejected_files:
+            self.rejections.add(poll.skipped_rows, poll.rejected_files, poll.rejections)
+        now = datetime.now(UTC)
+        batches = build_batches(
+            self.config.css, source.source_system, poll.changes, now, self.config.batch_max_records
+        )
+        items = [
+            OutboxItem(
+                raw_topic(self.config.css, dataset),
+                batch.get("group_code"),
+                RAW_CONTRACTS[dataset],
+                encode_body(load_contract(RAW_CONTRACTS[dataset]), batch),
+                n,
+            )
+            for dataset, batch, n in batches
+        ]
+        self.outbox.commit_poll(source.id, items, poll.upserts, poll.deletes, poll.kv)
+        if poll.on_committed is not None:
+            poll.on_committed()
+        self.stats.batches_enqueued += len(items)
+        return sum(i.records for i in items)
 
     # -- outbox → Kafka ---------------------------------------------------------------------
     def _delivered(self, seq: int, records: int, dataset: str) -> Any:
@@ -176,6 +250,7 @@ class Connector:
             "last_send_at": self.stats.last_send_at,
             "source_lag_s": lag,
             "connector_version": CONNECTOR_VERSION,
+            **self.rejections.heartbeat_fields(),
         }
         try:
             value = self.codec.encode(load_contract(HEARTBEAT_CONTRACT), beat)
@@ -194,6 +269,8 @@ class Connector:
         that were still settling included), send everything, and return."""
         next_poll = next_beat = 0.0
         deadline = None
+        if once:
+            self._room_deadline = time.monotonic() + drain_timeout_s
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_poll and (not once or self.stats.polls == 0 or self._waiting()):
@@ -206,9 +283,21 @@ class Connector:
             self.settle(0.2)
             if once:
                 deadline = deadline or time.monotonic() + drain_timeout_s
-                if (self.drained() and not self._waiting()) or time.monotonic() > deadline:
+                if (
+                    (self.drained() and not self._waiting())
+                    or time.monotonic() > deadline
+                    or self._out_of_room
+                ):
                     break
+        # A last beat after the sends, so the network sees the outbox as it is left (empty,
+        # or what is still waiting), not as it was before the sends.
+        self.settle(0)
+        self.heartbeat()
         self.shutdown()
+
+    def undelivered(self) -> int:
+        """Batches still waiting for the broker (read before ``shutdown`` closes the outbox)."""
+        return self.outbox.depth()
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -216,6 +305,7 @@ class Connector:
             self.settle(0.2)
         self.producer.flush(max(0.0, deadline - time.monotonic()))
         self.settle(0)
+        self.left_undelivered = self.outbox.depth()
         for source in self.sources:
             source.close()
         self.outbox.close()

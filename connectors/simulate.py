@@ -14,7 +14,7 @@ import csv
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ ATTENDANCE_COLUMNS = {
     "fiche": "student_local_id", "code_permanent": "code_permanent", "prenom": "first_name", "nom": "last_name",
     "date_naissance": "birth_date", "code_postal": "postal_code", "code_presence": "status_code",
     "code_motif": "absence_code", "motif": "absence_text", "saisi_le": "occurred_at",
+    "modifie_le": "modified_at",
 }  # fmt: skip
 GRADES_COLUMNS = {
     "ecole": "school_code", "groupe": "group_code", "niveau": "level", "matiere": "subject_code",
@@ -35,15 +36,23 @@ GRADES_COLUMNS = {
     "fiche": "student_local_id", "code_permanent": "code_permanent", "prenom": "first_name", "nom": "last_name",
     "date_naissance": "birth_date", "sexe": "sex", "plan_intervention": "intervention_plan",
     "langue": "language_group", "immigration": "immigration", "resultat": "result",
+    "modifie_le": "modified_at",
 }  # fmt: skip
 STAFF_COLUMNS = {
     "matricule": "employee_number", "prenom": "first_name", "nom": "last_name", "date_naissance": "birth_date",
     "courriel": "email", "telephone": "phone", "corps_emploi": "job_code", "type_mouvement": "change_type",
     "type_conge": "leave_type", "ecole": "school_code", "qualifie": "legally_qualified",
-    "date_effective": "effective_date",
+    "date_effective": "effective_date", "modifie_le": "modified_at",
 }  # fmt: skip
 TABLES = {"attendance": ("presences", ATTENDANCE_COLUMNS), "grades": ("resultats", GRADES_COLUMNS),
           "staff": ("mouvements_rh", STAFF_COLUMNS)}  # fmt: skip
+# The local date column of each table: indexed, as a school system's would be, since the
+# connector bounds deletion detection to its recent days.
+DATE_COLUMN = {
+    "presences": "date_presence",
+    "resultats": "date_evaluation",
+    "mouvements_rh": "date_effective",
+}
 DROP_FOLDER_BELOW_STUDENTS = 3000
 
 
@@ -69,6 +78,8 @@ def attendance_rows(css: SimulatedCss, day: date, scale: float) -> list[dict[str
     for group in _groups(css, scale):
         for period in range(1, PERIODS_PER_DAY + 1):
             taken = datetime.combine(day, time(8 + period * 1, 5), tzinfo=UTC)
+            # The system stamps each row when it is written (the connector's watermark).
+            modified = (taken + timedelta(seconds=group % 1800)).isoformat()
             for s in css.roster(group):
                 roll = rng.random()
                 idx = 0 if roll < 0.9 else 1 if roll < 0.96 else 2 if roll < 0.99 else 3
@@ -87,7 +98,7 @@ def attendance_rows(css: SimulatedCss, day: date, scale: float) -> list[dict[str
                     "date_presence": day.isoformat(), "fiche": s.local_id, "code_permanent": s.code_permanent,
                     "prenom": s.first_name, "nom": s.last_name, "date_naissance": s.birth_date.isoformat(),
                     "code_postal": s.postal_code, "code_presence": status, "code_motif": code, "motif": text,
-                    "saisi_le": taken.isoformat(),
+                    "saisi_le": taken.isoformat(), "modifie_le": modified,
                 })  # fmt: skip
     return rows
 
@@ -108,6 +119,7 @@ def grade_rows(css: SimulatedCss, day: date, scale: float) -> list[dict[str, Any
                 "date_naissance": r["birth_date"].isoformat(), "sexe": r["sex"],
                 "plan_intervention": r["intervention_plan"], "langue": r["language_group"],
                 "immigration": r["immigration"], "resultat": r["result"],
+                "modifie_le": datetime.combine(day, time(15), tzinfo=UTC).isoformat(),
             })  # fmt: skip
     return rows
 
@@ -119,12 +131,15 @@ def staff_rows(css: SimulatedCss, day: date) -> list[dict[str, Any]]:
         "date_naissance": c["birth_date"].isoformat(), "courriel": c["email"], "telephone": c["phone"],
         "corps_emploi": c["job_code"], "type_mouvement": c["change_type"], "type_conge": c["leave_type"],
         "ecole": c["school_code"], "qualifie": c["legally_qualified"], "date_effective": day.isoformat(),
+        "modifie_le": datetime.combine(day, time(9), tzinfo=UTC).isoformat(),
     } for c in batch["changes"]]  # fmt: skip
 
 
 def _write_sqlite(path: Path, table: str, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
     with sqlite3.connect(path) as db:
         db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} TEXT' for c in columns)})")
+        db.execute(f"CREATE INDEX IF NOT EXISTS {table}_modifie_le ON {table} (modifie_le)")
+        db.execute(f"CREATE INDEX IF NOT EXISTS {table}_date ON {table} ({DATE_COLUMN[table]})")
         if rows:
             names = list(columns)
             db.executemany(
@@ -183,6 +198,9 @@ dataset = "{dataset}"
 source_system = "{css.source_system}"
 url = "sqlite:///{folder.resolve() / "source.sqlite"}"
 query = "{_query(table, columns)}"
+# Only rows changed since the last poll are read; deletions are looked for in the last 14 days.
+watermark = "modified_at"
+delete_window_days = 14
 ''')
         else:
             sources.append(f'''

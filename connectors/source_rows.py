@@ -153,6 +153,11 @@ class Change:
     op: str  # "upsert" or "delete"
 
 
+def record_key_of(css: str, source_system: str, dataset: Dataset, key: str) -> str:
+    """The record key of a source row (what the change-detection state is keyed by)."""
+    return record_key(css, source_system, dataset.value, key)
+
+
 def make_change(
     css: str, source_system: str, dataset: Dataset, row: dict[str, Any], key: str, fingerprint: str, op: str
 ) -> Change:
@@ -193,3 +198,42 @@ def build_batches(
             }
             out.append((dataset, batch, len(records)))
     return out
+
+
+# Columns never kept in the connector's change-detection state: a deletion is named by its key
+# and carries the batch header and required columns, nothing that identifies a person beyond
+# the key the source itself uses.
+DIRECT_IDENTIFIERS = frozenset({"code_permanent", "first_name", "last_name", "birth_date", "postal_code",
+                                "email", "phone", "absence_text"})  # fmt: skip
+# The column whose value bounds deletion detection to a recent window (default per dataset).
+DEFAULT_WINDOW_COLUMNS: dict[Dataset, str] = {
+    Dataset.ATTENDANCE: "sheet_date",
+    Dataset.GRADES: "evaluation_date",
+    Dataset.STAFF: "effective_date",
+}
+
+
+def row_skeleton(dataset: Dataset, row: dict[str, Any], key_columns: Iterable[str]) -> str:
+    """JSON of the columns a later deletion needs (key, header, required), identifiers dropped."""
+    keep = set(key_columns) | required_columns(dataset) | {n for n, _, _ in HEADER_COLUMNS[dataset]}
+    return row_to_json({k: v for k, v in row.items() if k in keep and k not in DIRECT_IDENTIFIERS})
+
+
+def key_of_raw(dataset: Dataset, raw: dict[str, Any], key_columns: Iterable[str]) -> str | None:
+    """The source key of a row that failed as a whole, from its key columns alone (None if
+    those are unreadable too): a malformed row is known to still exist, so not deleted."""
+    kinds = {name: kind for name, kind, _ in columns(dataset)}
+    try:
+        typed = {name: _coerce(name, kinds.get(name, STR), raw.get(name)) for name in key_columns}
+        return source_key(typed, key_columns)
+    except RowError:
+        return None
+
+
+def scope_value(value: Any) -> str | None:
+    """A deletion-window value as text ('YYYY-MM-DD' for dates and times)."""
+    if value is None:
+        return None
+    if isinstance(value, date | datetime):
+        return value.isoformat()[:10]
+    return str(value).strip()[:10] or None

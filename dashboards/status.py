@@ -43,6 +43,10 @@ class OrganizationStatus:
     dead_letter_records: int = 0
     last_heartbeat_at: str | None = None
     connector_outbox_depth: int | None = None
+    # What the connector refused today (its latest heartbeat): rows, whole files, the last reason.
+    connector_rejected_rows: int = 0
+    connector_rejected_files: int = 0
+    connector_last_rejection: str | None = None
 
 
 def _status_sql(db: str) -> str:
@@ -86,12 +90,17 @@ def network_status(
             rows[r["css"]].dead_letters += int(r["letters"])
             rows[r["css"]].dead_letter_records += int(r["n"])
     for r in warehouse.query(
-        f"SELECT css, toString(max(sent_at)) AS last, argMax(outbox_depth, sent_at) AS depth "
+        f"SELECT css, toString(max(sent_at)) AS last, argMax(outbox_depth, sent_at) AS depth, "
+        f"argMax(rejected_rows, sent_at) AS rej_rows, argMax(rejected_files, sent_at) AS rej_files, "
+        f"argMax(last_rejection, sent_at) AS rej_last "
         f"FROM {db}.connector_heartbeats GROUP BY css"
     ):
         if r["css"] in rows:
             rows[r["css"]].last_heartbeat_at = r["last"]
             rows[r["css"]].connector_outbox_depth = int(r["depth"])
+            rows[r["css"]].connector_rejected_rows = int(r["rej_rows"] or 0)
+            rows[r["css"]].connector_rejected_files = int(r["rej_files"] or 0)
+            rows[r["css"]].connector_last_rejection = r["rej_last"]
     return list(rows.values())
 
 
@@ -122,6 +131,17 @@ def _short_time(stamp: str | None) -> str:
     return stamp[5:16]
 
 
+def rejection_note(s: OrganizationStatus) -> str:
+    """'fichier refusé (n lignes)' where the CSS's connector refused input today: the CSS is
+    sending, its data is not getting through, which is not the same as silent."""
+    parts = []
+    if s.connector_rejected_files:
+        parts.append(f"{s.connector_rejected_files} fichier(s) refusé(s)")
+    if s.connector_rejected_rows:
+        parts.append(f"fichier refusé ({s.connector_rejected_rows} lignes)")
+    return ", ".join(parts)
+
+
 def render_status(statuses: list[OrganizationStatus], console: Console) -> None:
     """Print the status table: one row per organization."""
     table = Table(title=f"Vigie — network status ({len(statuses)} organizations)", box=box.SIMPLE_HEAD)
@@ -137,7 +157,8 @@ def render_status(statuses: list[OrganizationStatus], console: Console) -> None:
             totals[ds.value] += s.datasets[ds.value].events
         table.add_row(
             s.code, *[_cell(s.datasets[ds.value]) for ds in Dataset],
-            str(s.dead_letters) if s.dead_letters else "", _short_time(last),
+            str(s.dead_letters) if s.dead_letters else "",
+            _short_time(last) + (f" [yellow]{rejection_note(s)}[/yellow]" if rejection_note(s) else ""),
         )  # fmt: skip
     table.add_section()
     table.add_row("[b]network[/b]", *[f"[b]{totals[ds.value]:,}[/b]" for ds in Dataset], "", "")

@@ -40,8 +40,12 @@ DEAD_LETTER_COLUMNS = (
 )  # fmt: skip
 HEARTBEAT_COLUMNS = (
     "css", "connector_id", "sent_at", "outbox_depth", "last_send_at", "source_lag_s",
-    "connector_version",
+    "connector_version", "rejected_rows", "rejected_files", "last_rejection", "last_rejection_at",
 )  # fmt: skip
+# Fields a heartbeat from an older connector may lack (added to the contract with defaults).
+_HEARTBEAT_DEFAULTS: dict[str, Any] = {
+    "rejected_rows": 0, "rejected_files": 0, "last_rejection": None, "last_rejection_at": None,
+}  # fmt: skip
 
 
 def retention_by_css(consent: ConsentRegistry, dataset: Dataset) -> Callable[[str], int]:
@@ -124,4 +128,4 @@ def dead_letter_frame(letters: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def heartbeat_frame(beats: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame([{c: b[c] for c in HEARTBEAT_COLUMNS} for b in beats])
+    return pd.DataFrame([{c: b.get(c, _HEARTBEAT_DEFAULTS.get(c)) for c in HEARTBEAT_COLUMNS} for b in beats])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +13,28 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+URLS = {"postgresql": POSTGRES_URL, "mariadb": MARIADB_URL}
 
 ATTENDANCE_DDL = """CREATE TABLE {t} (
-    school_code TEXT, group_code TEXT, period INTEGER, sheet_date DATE, student_local_id TEXT,
-    first_name TEXT, last_name TEXT, birth_date DATE, status_code TEXT, absence_code TEXT,
-    absence_text TEXT, updated_at TIMESTAMP)"""
+    school_code VARCHAR(20), group_code VARCHAR(20), period INTEGER, sheet_date DATE,
+    student_local_id VARCHAR(20), first_name VARCHAR(50), last_name VARCHAR(50), birth_date DATE,
+    status_code VARCHAR(10), absence_code VARCHAR(10), absence_text VARCHAR(200), updated_at TIMESTAMP NULL)"""
 
 
 def attendance_row(
     n: int, status: str = "P", updated: datetime | None = None, group: str = "G1"
 ) -> dict[str, Any]:
     return {
-        "school_code": "S001", "group_code": group, "period": 1 + n % 6, "sheet_date": date(2026, 11, 20),
+        "school_code": "S001", "group_code": group, "period": 1 + n % 6, "sheet_date": TODAY,
         "student_local_id": f"ST{n:05d}", "first_name": "Léa", "last_name": "Tremblay",
         "birth_date": date(2015, 3, 4), "status_code": status, "absence_code": None,
         "absence_text": "malade" if status == "A" else None, "updated_at": updated or datetime(2026, 11, 20, 8, 0),
     }  # fmt: skip
+
+
+# Today (UTC), so that rows fall inside the connector's deletion window whenever the tests run.
+TODAY = datetime.now(UTC).date()
 
 
 class SourceTable:
@@ -60,7 +66,7 @@ class SourceTable:
 
 
 def source_table(kind: str, tmp_path: Path) -> Iterator[SourceTable]:
-    url = POSTGRES_URL if kind == "postgresql" else f"sqlite:///{tmp_path / 'source.sqlite'}"
+    url = URLS.get(kind) or f"sqlite:///{tmp_path / 'source.sqlite'}"
     table = SourceTable(url)
     try:
         yield table

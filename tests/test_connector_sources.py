@@ -84,8 +84,8 @@ def test_change_detection_survives_a_restart(table: SourceTable, tmp_path: Path)
 
 def test_same_row_version_gives_the_same_event_id(table: SourceTable, tmp_path: Path) -> None:
     table.insert([attendance_row(1)])
-    one = _sql_source(table, Outbox(tmp_path / "a.sqlite")).poll()[0].changes
-    two = _sql_source(table, Outbox(tmp_path / "b.sqlite")).poll()[0].changes
+    one = [c for p in _sql_source(table, Outbox(tmp_path / "a.sqlite")).poll() for c in p.changes]
+    two = [c for p in _sql_source(table, Outbox(tmp_path / "b.sqlite")).poll() for c in p.changes]
     assert [c.event_id for c in one] == [c.event_id for c in two]
 
 
@@ -116,9 +116,9 @@ def test_malformed_sql_rows_are_skipped_and_do_not_look_deleted(table: SourceTab
     source = _sql_source(table, outbox)
     assert len(_commit(source, outbox)) == 3
     table.execute("UPDATE {t} SET status_code = NULL WHERE student_local_id = 'ST00001'")
-    [poll] = source.poll()
-    assert poll.skipped_rows == 1
-    assert not [c for c in poll.changes if c.op == "delete"]
+    polls = list(source.poll())
+    assert sum(p.skipped_rows for p in polls) == 1
+    assert not [c for p in polls for c in p.changes if c.op == "delete"]
 
 
 # -- file drop ---------------------------------------------------------------------------------
@@ -167,14 +167,16 @@ def test_file_drop_rejects_malformed_files_with_a_reason(tmp_path: Path) -> None
     )
     (folder / "notes.txt").write_text("hello")
     (folder / "empty.csv").write_text("")
-    assert _settle(source, outbox) == []
+    # One bad date refuses its row, not the file: the good row goes through.
+    assert [c.row["student_local_id"] for c in _settle(source, outbox)] == ["ST1"]
     reasons = {p.name: p.read_text() for p in (folder / "rejected").glob("*.reason.txt")}
-    assert "line 3: column sheet_date: not a valid date" in reasons["bad-date.csv.reason.txt"]
+    refused = (folder / "rejected" / "bad-date.csv.lignes-refusees.txt").read_text()
+    assert "line 3: column sheet_date: not a valid date" in refused  # the good row went through
     assert "missing required column(s): status_code" in reasons["no-status.csv.reason.txt"]
     assert "unsupported file type .txt" in reasons["notes.txt.reason.txt"]
     assert "empty" in reasons["empty.csv.reason.txt"]
-    assert "Roy" not in "".join(reasons.values())  # reasons name columns and lines, never values
-    assert (folder / "rejected" / "bad-date.csv").exists()
+    assert "Roy" not in "".join(reasons.values()) + refused  # reasons name columns and lines, never values
+    assert (folder / "archive" / "bad-date.csv").exists()
     assert not list(folder.glob("*.csv"))
 
 

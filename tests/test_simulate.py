@@ -69,7 +69,10 @@ def test_simulated_sources_flow_through_connectors_into_the_warehouse(tmp_path: 
                     == summaries[c].attendance - stats[c].skipped_rows
                     for c in ("laval", "english-montreal")
                 )
-                and rows["iles"]["datasets"]["attendance"]["events"] > 0
+                # One bad date refuses its row only (the 31/02 line is added beyond the summary).
+                and rows["iles"]["datasets"]["attendance"]["events"]
+                == summaries["iles"].attendance - (stats["iles"].skipped_rows - 1)
+                and rows["iles"]["connector_rejected_rows"] == stats["iles"].skipped_rows
             )
 
         try:
@@ -82,7 +85,11 @@ def test_simulated_sources_flow_through_connectors_into_the_warehouse(tmp_path: 
         rows["english-montreal"]["datasets"]["staff"]["withheld_no_consent"]
         == summaries["english-montreal"].staff
     )
-    # Îles-de-la-Madeleine sends one malformed export: rejected with a reason, the rest goes through.
-    rejected = list((tmp_path / "sources" / "iles" / "drop" / "presences" / "rejected").glob("*.reason.txt"))
-    assert rejected and "sheet_date" in rejected[0].read_text()
+    # Îles-de-la-Madeleine sends a malformed row: refused with its line and column, the rest goes
+    # through, and the network's status view says so instead of showing a silent CSS.
+    folder = tmp_path / "sources" / "iles" / "drop" / "presences"
+    rejected = list((folder / "rejected").glob("*.lignes-refusees.txt"))
+    assert rejected and "column sheet_date: not a valid date" in rejected[0].read_text()
+    assert "column " in (rows["iles"]["connector_last_rejection"] or "")
+    assert not list(folder.glob("*.csv"))
     assert list((tmp_path / "sources" / "iles" / "drop" / "mouvements_rh" / "archive").glob("*.xlsx"))

@@ -40,6 +40,24 @@ warehouse_app = typer.Typer(help="The warehouse outside `vigie up`.", no_args_is
 app.add_typer(warehouse_app, name="warehouse")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from vigie import __version__
+
+        console.print(f"vigie {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Vigie: streaming ingestion for Québec's school network."""
+
+
 def _settings(data_dir: Path | None) -> Settings:
     try:
         base = Settings()
@@ -465,11 +483,14 @@ def simulate(
         list[str] | None, typer.Option("--css", help="Only these organizations (repeatable).")
     ] = None,
     broker: Annotated[
-        str, typer.Option(help="Bootstrap written into the connector configs.")
-    ] = "127.0.0.1:9092",
+        str | None,
+        typer.Option(help="Bootstrap written into the connector configs (default: the running `vigie up`)."),
+    ] = None,
     registry: Annotated[
-        str, typer.Option(help="Registry URL written into the configs.")
-    ] = "http://127.0.0.1:8081",
+        str | None,
+        typer.Option(help="Registry URL written into the configs (default: the running `vigie up`)."),
+    ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Write realistic source data for the organizations: SQLite databases and drop folders.
 
@@ -485,11 +506,12 @@ def simulate(
     from connectors.simulate import simulate_network
     from schemas.organizations import load_organizations
 
-    settings = _settings(None)
+    settings = _settings(data_dir)
     organizations = load_organizations(settings.organizations_file)
     unknown = sorted(set(css or []) - set(organizations))
     if unknown:
         raise _fail(f"unknown organization code(s): {', '.join(unknown)}", 2)
+    broker, registry = _stack_endpoints(settings, broker, registry)
     try:
         last = date.fromisoformat(until) if until else date.today()
     except ValueError:
@@ -512,6 +534,56 @@ connector_app = typer.Typer(help="The connector installed at a CSS.", no_args_is
 app.add_typer(connector_app, name="connector")
 
 
+def _stack_endpoints(settings: Settings, broker: str | None, registry: str | None) -> tuple[str, str]:
+    """Broker and registry for connector configs: as given, else the running `vigie up` of the
+    data directory (its runtime.json), else the usual ports 9092 / 8081 of a compose stack."""
+    from vigie.runtime.supervisor import RuntimeInfo
+
+    info = RuntimeInfo.read(settings.runtime_file)
+    if info is not None and (broker is None or registry is None):
+        err.print(f"connector configs point at the running `vigie up` ({settings.data_dir}): "
+                  f"broker {info.broker}, registry {info.registry_url}")  # fmt: skip
+    elif broker is None or registry is None:
+        err.print("no running `vigie up` found: configs point at 127.0.0.1:9092 / :8081 "
+                  "(a compose stack); `vigie connector run --stack` overrides them")  # fmt: skip
+    return (
+        broker or (info.broker if info else "127.0.0.1:9092"),
+        registry or (info.registry_url if info else "http://127.0.0.1:8081"),
+    )
+
+
+def _load_connector(config: Path, stack: bool, data_dir: Path | None) -> tuple[Settings, object]:
+    """The connector configuration, its css checked against the organizations; with ``stack``,
+    its broker and registry replaced by the running `vigie up`'s."""
+    from connectors.config import BrokerConfig, ConnectorConfigError, RegistryConfig, load_connector_config
+    from schemas.organizations import OrganizationsError, load_organizations
+    from vigie.runtime.supervisor import RuntimeInfo
+
+    settings = _settings(data_dir)
+    try:
+        organizations = load_organizations(settings.organizations_file)
+        cfg = load_connector_config(config, organizations)
+    except (ConnectorConfigError, OrganizationsError) as exc:
+        raise _fail(str(exc), 2) from None
+    if stack:
+        info = RuntimeInfo.read(settings.runtime_file)
+        if info is None:
+            raise _fail(
+                f"--stack: no running `vigie up` in {settings.data_dir} (start it, or give --data-dir)", 2
+            )
+        cfg = cfg.model_copy(update={"broker": BrokerConfig(bootstrap=info.broker),
+                                     "registry": RegistryConfig(url=info.registry_url)})  # fmt: skip
+    return settings, cfg
+
+
+StackOption = Annotated[
+    bool,
+    typer.Option(
+        "--stack", help="Send to the `vigie up` running on --data-dir instead of the config's broker."
+    ),
+]
+
+
 @connector_app.command("run")
 def connector_run(
     config: Annotated[Path, typer.Option("--config", help="Connector configuration (.toml, .yaml or .yml).")],
@@ -521,24 +593,29 @@ def connector_run(
     metrics_port: Annotated[
         int, typer.Option(help="Serve Prometheus metrics on this port (0: none).", min=0, max=65535)
     ] = 0,
+    drain_timeout: Annotated[
+        float, typer.Option(min=1, help="With --once: seconds to wait for the broker before giving up.")
+    ] = 60.0,
+    stack: StackOption = False,
+    data_dir: DataDir = None,
 ) -> None:
     """Run one CSS's connector: detect changes, keep them in the durable outbox, send them.
 
     Sources are SQL tables or queries (any SQLAlchemy URL) and file-drop folders (CSV or
     XLSX). Nothing leaves the outbox before the broker acknowledged it; a restart after a
     crash or an outage resumes where it stopped. SIGTERM or Ctrl-C stops it cleanly.
+    With --once, the exit status is 1 while batches remain undelivered or a source could not
+    be read (a scheduled job then shows the failure).
     """
     import signal
 
-    from connectors.config import ConnectorConfigError, load_connector_config
+    from connectors.config import ConnectorConfig
     from connectors.runner import Connector
 
-    settings = _settings(None)
+    settings, loaded = _load_connector(config, stack, data_dir)
+    assert isinstance(loaded, ConnectorConfig)
+    cfg = loaded
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        cfg = load_connector_config(config)
-    except ConnectorConfigError as exc:
-        raise _fail(str(exc), 2) from None
     try:
         connector = Connector(cfg)
     except Exception as exc:  # a source that cannot be opened: say which, not a traceback
@@ -555,12 +632,151 @@ def connector_run(
         except OSError as exc:
             raise _fail(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     err.print(f"connector {cfg.name} for {cfg.css}: {len(cfg.sources)} source(s), outbox {cfg.outbox}")
-    connector.run(once=once)
+    connector.run(once=once, drain_timeout_s=drain_timeout)
     s = connector.stats
     err.print(
         f"stopped: {s.records_enqueued:,} records enqueued in {s.batches_enqueued:,} batches, "
         f"{s.batches_acked:,} batches acknowledged, {s.skipped_rows} rows skipped"
     )
+    if once and connector.left_undelivered:
+        raise _fail(f"{connector.left_undelivered:,} lot(s) non livré(s) (courtier ou registre "
+                    "injoignable ?) : ils restent dans la boîte d'envoi")  # fmt: skip
+    if once and s.source_errors:
+        raise _fail(f"une source n'a pas pu être lue : {s.last_source_error}")
+
+
+@connector_app.command("check")
+def connector_check(
+    config: Annotated[Path, typer.Option("--config", help="Connector configuration (.toml, .yaml or .yml).")],
+    stack: StackOption = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Check a connector configuration without sending anything, and print a checklist.
+
+    CSS known, each database reachable, each query runs, required columns present, a sample
+    of rows follows the contract, broker and registry reachable with the configured
+    credentials. Exit status 1 if any check fails.
+    """
+    from connectors.config import ConnectorConfig
+    from connectors.onboarding import check_connector
+    from schemas.organizations import load_organizations
+
+    settings, cfg = _load_connector(config, stack, data_dir)
+    assert isinstance(cfg, ConnectorConfig)
+    checks = check_connector(cfg, load_organizations(settings.organizations_file))
+    for c in checks:
+        mark = "[green]✔[/green]" if c.ok else "[red]✘[/red]"
+        console.print(f"{mark} {c.name}" + (f" — {c.detail}" if c.detail else ""), highlight=False)
+    failed = sum(not c.ok for c in checks)
+    if failed:
+        raise _fail(f"{failed} vérification(s) en échec")
+    flags = " --stack" + (f" --data-dir {data_dir}" if data_dir else "") if stack else ""
+    console.print(f"[green]prêt[/green] : `vigie connector run --config {config}{flags}`")
+
+
+@connector_app.command("contract")
+def connector_contract() -> None:
+    """Print the columns a source must give, per dataset (generated from the connector's code)."""
+    from connectors.onboarding import contract_markdown
+
+    print(contract_markdown())
+
+
+@connector_app.command("init")
+def connector_init(
+    css: Annotated[str, typer.Option("--css", help="Organization code (see organizations.csv).")],
+    source: Annotated[str, typer.Option("--source", help="SQLAlchemy URL of the local database.")],
+    out: Annotated[Path, typer.Option("--out", help="Config file to write.")] = Path("connector.toml"),
+    broker: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap (default: the running `vigie up`).")
+    ] = None,
+    registry: Annotated[
+        str | None, typer.Option(help="Registry URL (default: the running `vigie up`).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Introspect a local database and write a starter connector config.
+
+    Tables are matched to the datasets by their column names (French and English names of
+    Québec school systems); a modification-time column becomes the watermark. A password in
+    the URL is not written: the file says ${VIGIE_SOURCE_PASSWORD} instead.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from connectors.config import ConnectorConfigError, check_css
+    from connectors.onboarding import starter_config
+    from connectors.sources.sql import describe_db_error
+    from schemas.organizations import load_organizations
+
+    settings = _settings(data_dir)
+    try:
+        check_css(css, load_organizations(settings.organizations_file))
+    except ConnectorConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    if out.exists() and not force:
+        raise _fail(f"{out} exists (use --force to overwrite)", 2)
+    try:
+        url = make_url(source)
+    except ArgumentError:
+        raise _fail("--source is not a database URL (e.g. postgresql+psycopg://user@host/db)", 2) from None
+    shown = url.render_as_string(hide_password=False)
+    if url.password:  # the file says where the password comes from, not what it is
+        shown = url.set(password="VIGIEPASSWORD").render_as_string(hide_password=False)
+        shown = shown.replace("VIGIEPASSWORD", "${VIGIE_SOURCE_PASSWORD}")
+    broker, registry = _stack_endpoints(settings, broker, registry)
+    try:
+        text = starter_config(css, source, broker, registry, shown)
+    except SQLAlchemyError as exc:
+        raise _fail(f"cannot read the source: {describe_db_error(exc)}") from None
+    except Exception as exc:  # a driver that is not installed, a file that does not exist
+        raise _fail(f"cannot read the source: {type(exc).__name__}: {exc}") from None
+    out.write_text(text, encoding="utf-8")
+    mapped = text.count("[[sources]]")
+    console.print(f"{out}: {mapped} of 3 datasets mapped. Next: `vigie connector check --config {out}`")
+
+
+@connector_app.command("poll")
+def connector_poll(
+    config: Annotated[Path, typer.Option("--config", help="Connector configuration (.toml, .yaml or .yml).")],
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Polls in a row (the later ones show a no-change poll).")
+    ] = 1,
+    data_dir: DataDir = None,
+) -> None:
+    """Poll the sources into the outbox without sending, and print how long each poll took.
+
+    What `run` would enqueue stays in the outbox and is sent by the next `run`. Useful to
+    size `poll_every_s` on a large source.
+    """
+    import time
+
+    from connectors.config import ConnectorConfig
+    from connectors.publisher import make_producer
+    from connectors.runner import Connector
+
+    _, cfg = _load_connector(config, False, data_dir)
+    assert isinstance(cfg, ConnectorConfig)
+    # Nothing is sent: a quiet producer, so an absent broker does not fill the terminal.
+    connector = Connector(
+        cfg, producer=make_producer(cfg.broker.bootstrap, {**cfg.broker.config, "log_level": 0})
+    )
+    connector.sending = False
+    try:
+        for n in range(1, repeat + 1):
+            before = connector.stats.records_enqueued
+            started = time.perf_counter()
+            connector.poll_sources()
+            took = time.perf_counter() - started
+            console.print(f"poll {n}: {connector.stats.records_enqueued - before:,} record(s) enqueued in "
+                          f"{took:.3f} s; outbox {connector.outbox.depth():,} batch(es)")  # fmt: skip
+    finally:
+        for source in connector.sources:
+            source.close()
+        connector.outbox.close()
+    if connector.stats.source_errors:
+        raise _fail(f"une source n'a pas pu être lue : {connector.stats.last_source_error}")
 
 
 mappings_app = typer.Typer(help="Data-steward tools for the harmonization mappings.", no_args_is_help=True)
