@@ -64,7 +64,7 @@ def check_heartbeat(
     refused = _same_css(topic_css, beat.get("css"), ctx, "heartbeat")
     if refused is not None:
         return refused
-    for name in ("sent_at", "last_send_at"):
+    for name in ("sent_at", "last_send_at", "last_rejection_at"):
         if not _time_ok(beat.get(name), now):
             return _refuse(
                 Reason.IMPLAUSIBLE_DATE, name, "before the year two thousand or more than a day ahead",
@@ -75,9 +75,16 @@ def check_heartbeat(
     lag = beat.get("source_lag_s")
     if lag is not None and (not math.isfinite(lag) or lag < 0):
         return _refuse(Reason.OUT_OF_RANGE, "source_lag_s", "negative or not a number", Stage.VALIDATE)
+    for name in ("rejected_rows", "rejected_files"):
+        if beat.get(name, 0) < 0:
+            return _refuse(Reason.OUT_OF_RANGE, name, "negative", Stage.VALIDATE)
     version = beat["connector_version"]
     return {
         **beat,
+        # The connector's description of its last refusal is its own free text (line, column,
+        # rule — or whatever a careless or hostile connector puts there): it stays at the CSS.
+        # The counts and the time say enough centrally: "fichier refusé (n lignes)".
+        "last_rejection": None,
         # An instance name is free text ("portable de Mme Tremblay"): keyed, still distinct.
         "connector_id": ctx.pseudonymizer.keyed(topic_css, "connector", beat["connector_id"]),
         "connector_version": version if _VERSION.fullmatch(version) else UNKNOWN_VERSION,

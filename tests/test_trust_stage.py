@@ -353,6 +353,20 @@ def test_a_heartbeat_counts_only_for_the_css_of_its_topic(stage_context: StageCo
     assert dead_letter_frame([letters[3]])["source_topic"][0] == UNKNOWN_RAW_TOPIC
 
 
+def test_a_heartbeats_rejection_text_stays_at_the_css(stage_context: StageContext, codec: Any) -> None:
+    """The connector describes its last refusal in free text for its technician; a careless or
+    hostile connector can put a name there. Centrally only the counts and the time remain."""
+    hb = load_contract(HEARTBEAT_CONTRACT)
+    beat = _beat("laval", rejected_rows=3, rejected_files=1, last_rejection_at=NOW,
+                 last_rejection="ligne 12 : Jean Tremblay, 514-555-0199")  # fmt: skip
+    negative = _beat("laval", rejected_rows=-5)
+    messages = [RawMessage(heartbeat_topic("laval"), 0, i, codec.encode(hb, b)) for i, b in enumerate([beat, negative])]
+    out = curate_messages(messages, stage_context, codec, "m")
+    (stored,) = [codec.decode(b, hb) for b in out.heartbeats]
+    assert (stored["rejected_rows"], stored["rejected_files"]) == (3, 1) and stored["last_rejection_at"] is not None
+    assert stored["last_rejection"] is None and "Tremblay" not in str(stored)
+    assert [d["reason_code"] for d in _letters(out, codec)] == ["out_of_range"]
+
 def test_a_connector_dead_letter_counts_only_for_its_css(stage_context: StageContext, codec: Any) -> None:
     dl = load_contract(DEAD_LETTER_CONTRACT)
     forged = {"dead_letter_id": "x", "failed_at": NOW, "stage": "connector", "reason_code": "rejected_row",

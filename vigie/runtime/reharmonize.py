@@ -251,7 +251,7 @@ def reharmonize(
                 while True:
                     try:
                         topic = curated_topic(dataset)
-                        mac = list(signer.headers(topic, value).items())
+                        mac: list[tuple[str, str | bytes | None]] = list(signer.headers(topic, value).items())
                         producer.produce(topic, value=value, headers=mac, on_delivery=delivered)
                         break
                     except BufferError:  # the producer's queue is full: let it drain
