@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.onboarding import contract_markdown
-from schemas.contracts import HEARTBEAT_CONTRACT, HEARTBEAT_TOPIC, Dataset, load_contract, raw_topic
+from schemas.contracts import HEARTBEAT_CONTRACT, Dataset, heartbeat_topic, load_contract, raw_topic
 from tests.connector_fixtures import POSTGRES_URL, SourceTable, attendance_row
 from tests.embedded import TEST_ENV
 from vigie.runtime.broker import TansuBroker, ensure_topics
@@ -65,15 +65,16 @@ def _depth(path: Path) -> int:
 def broker(tmp_path: Path):
     b = TansuBroker(0, tmp_path / "tansu.log").start()
     ensure_topics(
-        b.bootstrap, [*(raw_topic(c, ds) for c in ("laval", "iles") for ds in Dataset), HEARTBEAT_TOPIC]
+        b.bootstrap, [*(raw_topic(c, ds) for c in ("laval", "iles") for ds in Dataset), *(heartbeat_topic(c) for c in ("laval", "iles"))]
     )
     yield b
     b.stop()
 
 
-def _beats(bootstrap: str, codec) -> list[dict]:
+def _beats(bootstrap: str, codec, css: str = "laval") -> list[dict]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "hb", "auto.offset.reset": "earliest"})
-    consumer.assign([TopicPartition(HEARTBEAT_TOPIC, 0, OFFSET_BEGINNING)])
+    # A connector beats on its own CSS's heartbeat topic (raw.<css>.heartbeat).
+    consumer.assign([TopicPartition(heartbeat_topic(css), 0, OFFSET_BEGINNING)])
     try:
         got = consumer.consume(50, timeout=10)
         return [codec.decode(m.value(), load_contract(HEARTBEAT_CONTRACT)) for m in got if m.error() is None]
@@ -142,7 +143,7 @@ def test_refused_rows_travel_in_the_heartbeat(tmp_path: Path, broker, registry, 
     config = _config(tmp_path, "iles", broker.bootstrap, registry.url, source)
     result = vigie("connector", "run", "--config", str(config), "--once")
     assert result.returncode == 0, result.stderr
-    last = [b for b in _beats(broker.bootstrap, codec) if b["css"] == "iles"][-1]
+    last = [b for b in _beats(broker.bootstrap, codec, "iles") if b["css"] == "iles"][-1]
     assert last["rejected_rows"] == 1 and last["rejected_files"] == 0
     assert "ligne 7" in last["last_rejection"] and "sheet_date" in last["last_rejection"]
     assert "31/02" not in last["last_rejection"] and "Roy" not in last["last_rejection"]
