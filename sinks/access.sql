@@ -20,6 +20,18 @@ CREATE ROLE IF NOT EXISTS vigie_ministry;
 GRANT SELECT ON {db}.ministry_attendance TO vigie_ministry;
 GRANT SELECT ON {db}.ministry_grades TO vigie_ministry;
 GRANT SELECT ON {db}.ministry_staff TO vigie_ministry;
+-- The dashboards' breakdowns (migration 0010), same rules; and the school calendar (no people).
+GRANT SELECT ON {db}.ministry_schools TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_attendance_rates TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_absences TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_absence_episodes TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_chronic_absence TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_students_at_risk TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_results TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_staff_changes TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_teachers TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_completeness TO vigie_ministry;
+GRANT SELECT ON {db}.school_days TO vigie_ministry;
 GRANT SELECT ON {db}.events_per_minute TO vigie_ministry;
 GRANT SELECT ON {db}.dead_letters_per_minute TO vigie_ministry;
 GRANT SELECT ON {db}.connector_heartbeats TO vigie_ministry;

@@ -1,5 +1,5 @@
-"""Ways in found by the red-team pass and not closed yet, kept as strict xfails so that the
-fix turns them red until its marker is removed. A curious ministry analyst with Grafana's
+"""Ways in found by the red-team pass, kept as tests: the ones not closed yet are strict
+xfails, so that the fix turns them red until its marker is removed. A curious ministry analyst with Grafana's
 time picker (or `vigie report --days`): the panels (``dashboards/panels.py``) read row-level
 tables with their own suppression, which fixed buckets do not protect, and the ministry's
 datasource user is not granted those tables. And one bucket read at two moments."""
@@ -19,23 +19,22 @@ from tests.test_compartments import MONDAY, _differencing_week, _marks
 MINIMUM = 5
 
 
-@pytest.mark.xfail(strict=True, reason="panels filter rows by any time range: open, see the red-team report")
 def test_two_time_ranges_of_a_panel_do_not_single_out_a_small_group(warehouse, organizations) -> None:
     warehouse.insert_frame("organizations", organizations_frame(organizations.values(), datetime.now(UTC)))
     _differencing_week(warehouse)  # 4 students sick on Friday only
-    [panel] = [p for d in DASHBOARDS for p in d.panels if p.title.startswith("Absent students by motif")]
+    [panel] = [p for d in DASHBOARDS for p in d.panels if p.title[1].startswith("Absent students by absence reason")]
     # From Thursday (after Wednesday's 3 appointments, which would withhold the line).
     start = datetime(MONDAY.year, MONDAY.month, MONDAY.day, tzinfo=UTC) + timedelta(days=3)
 
     def sick(days: int) -> int:
         sql = expand_macros(panel.sql, start, start + timedelta(days=days) - timedelta(seconds=1))
-        sql = sql.replace("vigie.", f"{warehouse.database}.")
-        return sum(r["students"] for r in warehouse.query(sql) if r["reason"] == "maladie")
+        rows = warehouse.query(qualify(sql, warehouse.database))
+        return sum(r["students"] or 0 for r in rows if r["reason"] == "maladie")
 
-    assert sick(2) - sick(1) not in range(1, MINIMUM)  # today: 24 − 20 = the 4 Friday-only students
+    assert sick(1) >= 20  # the panel shows the week's sick students (rounded), not nothing
+    assert sick(2) - sick(1) not in range(1, MINIMUM)  # was: 24 − 20 = the 4 Friday-only students
 
 
-@pytest.mark.xfail(strict=True, reason="panels read row-level tables: open, see the red-team report")
 def test_every_panel_reads_only_what_the_ministry_datasource_is_granted(organizations) -> None:
     grants = [s for s in access_statements("vigie", list(organizations)) if s.endswith("TO vigie_ministry")]
     granted = {t for g in grants if g.startswith("GRANT") for t in re.findall(r"vigie\.(\w+)", g)}
