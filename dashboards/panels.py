@@ -454,15 +454,15 @@ GROUP BY region, reason""",
         Panel(
             (
                 "Épisodes d'absence : nombre, motif et durée (jours de classe consécutifs d'absence "
-                "d'au moins une demi-journée; par semaine ISO de début)",
+                "d'au moins une demi-journée; mois de début entiers)",
                 "Absence episodes: number, reason and duration (consecutive school days absent at "
-                "least half the day; by ISO week of start)",
+                "least half the day; whole months of start)",
             ),
             "barchart",
             f"""SELECT a.reason AS reason, a.duration AS duration, sum(a.episodes) AS episodes,
   sum(a.students) AS students
 FROM ministry_absence_episodes AS a {_ORG}
-WHERE {_weeks("a")} AND {_where_org(css="a.css")} AND {_school("a")}
+WHERE {_weeks("a", "month")} AND {_where_org(css="a.css")} AND {_school("a")}
 GROUP BY reason, duration""",
             ("reason", "duration", "episodes", "students"),
             keys=("reason", "duration"),
