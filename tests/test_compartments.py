@@ -301,3 +301,70 @@ def test_a_topic_named_after_a_person_does_not_reach_the_ministrys_counts(wareho
         )
     seen = {r["css"] for r in warehouse.query(f"SELECT DISTINCT css FROM {db}.dead_letters_per_minute")}
     assert "laval" in seen and seen <= {*organizations, ""}, seen
+
+
+# The dashboards' views (migration 0010): each line of cells, and its columns counting people.
+PANEL_VIEWS = {
+    "ministry_attendance_rates": (("period", "period_start", "css", "school == ''"), ("students",)),
+    "ministry_absences": (("period", "period_start", "css", "school"), ("students",)),
+    "ministry_absence_episodes": (("period", "period_start", "css", "school"), ("students", "episodes")),
+    "ministry_chronic_absence": (("school_year", "css", "school == ''"), ("students", "chronic_students")),
+    "ministry_students_at_risk": (("school_year", "css", "school == ''"), ("students", "at_risk")),
+    "ministry_results": (("school_year", "etape", "css", "school", "breakdown", "value", "detail"), ("students",)),
+    "ministry_staff_changes": (("period", "period_start", "css"), ("staff",)),
+    "ministry_teachers": (("school_year",), ("teachers", "unqualified_teachers")),
+}
+
+
+def _line(row: dict, keys: tuple[str, ...]) -> tuple:
+    return tuple(row["school"] == "" if k == "school == ''" else row[k] for k in keys)
+
+
+def test_every_panel_view_withholds_small_cells_with_a_complement_and_rounds_to_five(
+    warehouse, stage_context, organizations
+) -> None:
+    """A curious analyst reading the dashboards' views directly: every count of people is
+    withheld (NULL, shown « x »), or 0, or at least 5 and a multiple of 5; no line has a
+    single withheld cell (it could be recomputed from the line's total); no pseudonym."""
+    batches = curated_batches(stage_context, organizations, "laval", 3)
+    for dataset, table in FACT_TABLES.items():
+        warehouse.insert_frame(table, fact_frame(dataset, batches[dataset]))
+    _differencing_week(warehouse)
+    withheld_somewhere = 0
+    for view, (keys, people) in PANEL_VIEWS.items():
+        rows = warehouse.query(f"SELECT * FROM {warehouse.database}.{view}")
+        # (chronic absence and risk need 10 school days; three days of curated data have none)
+        assert rows or view in ("ministry_teachers", "ministry_staff_changes", "ministry_chronic_absence",
+                                "ministry_students_at_risk"), view  # fmt: skip
+        assert not {"student_pseudonym", "staff_pseudonym", "student", "record_key", "event_id"} & {
+            c for r in rows[:1] for c in r
+        }
+        lines: dict[tuple, list[dict]] = {}
+        for row in rows:
+            lines.setdefault(_line(row, keys), []).append(row)
+            for column in people:
+                n = row[column]
+                assert n is None or (n % 5 == 0 and (n == 0 or n >= MINIMUM)), (view, row)
+            # A withheld cell withholds all its people counts together.
+            assert len({row[c] is None for c in people}) == 1, (view, row)
+        for line, cells in lines.items():
+            hidden = sum(r[people[0]] is None for r in cells)
+            withheld_somewhere += hidden
+            assert hidden != 1 or len(cells) == 1, (view, line)
+    assert withheld_somewhere  # the data has small cells: the check above is not vacuous
+
+
+def test_a_small_school_cannot_be_read_off_its_css_minus_the_other_schools(warehouse) -> None:
+    """Selecting schools one by one in the dashboard: school 002 has 3 students, so 001
+    (its complement) is withheld too, and the CSS row minus 001 gives nothing."""
+    big = _marks("laval", MONDAY, [f"a{i}" for i in range(30)], "present", None)
+    small = _marks("laval", MONDAY, ["b0", "b1", "b2"], "absent", "maladie").assign(school_code="002")
+    warehouse.insert_frame("attendance_marks", pd.concat([big, small], ignore_index=True))
+    rows = {
+        r["school"]: r["students"]
+        for r in warehouse.query(
+            f"SELECT school, students FROM {warehouse.database}.ministry_attendance_rates "
+            f"WHERE css = 'laval' AND period = 'day'"
+        )
+    }
+    assert rows == {"": 35, "001": None, "002": None}
