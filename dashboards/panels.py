@@ -40,6 +40,7 @@ TABLES = (
     "ministry_attendance", "ministry_grades", "ministry_staff", "ministry_schools", "ministry_attendance_rates",
     "ministry_absences", "ministry_absence_episodes", "ministry_chronic_absence", "ministry_students_at_risk",
     "ministry_results", "ministry_staff_changes", "ministry_teachers", "ministry_completeness",
+    "ministry_pipeline", "ministry_freshness",
 )  # fmt: skip
 
 # Freshness per dataset (network status grid). Attendance is expected every period of a
@@ -271,13 +272,14 @@ def _freshness(dataset: str) -> str:
     days since its last record of one dataset, up to the range's end."""
     opens = f"toUnixTimestamp(toDateTime(d, {_TZ})) + {SCHOOL_START_H * 3600}"
     closes = f"toUnixTimestamp(toDateTime(d, {_TZ})) + {SCHOOL_END_H * 3600}"
-    last, now = "toUnixTimestamp(max(minute))", "toUnixTimestamp($__toTime)"
+    last, now = "toUnixTimestamp(max(last_minute))", "toUnixTimestamp($__toTime)"
     return f"""(WITH (SELECT groupUniqArray(day) FROM school_days
         WHERE day BETWEEN toDate($__toTime, {_TZ}) - 60 AND toDate($__toTime, {_TZ})) AS _days
   SELECT css,
     arraySum(d -> intDiv(greatest(0, least({now}, {closes}) - greatest({last}, {opens})), 60), _days) AS school_minutes,
-    arrayCount(d -> d > toDate(max(minute), {_TZ}), _days) AS school_days
-  FROM events_per_minute WHERE dataset = '{dataset}' AND minute <= $__toTime GROUP BY css)"""
+    arrayCount(d -> d > toDate(max(last_minute), {_TZ}), _days) AS school_days
+  FROM ministry_freshness WHERE dataset = '{dataset}' AND day <= toDate($__toTime, 'UTC') AND last_minute <= $__toTime
+  GROUP BY css)"""
 
 
 NETWORK_STATUS = Dashboard(
@@ -310,11 +312,14 @@ WHERE {_where_org()}""",
             chart="grid",
         ),
         Panel(
-            ("Enregistrements par minute, par jeu de données", "Records per minute, by dataset"),
+            (
+                "Enregistrements par heure, par jeu de données (arrondis à 5 près par CSS)",
+                "Records per hour, by dataset (rounded to the nearest 5 per CSS)",
+            ),
             "timeseries",
-            f"""SELECT toTimeZone(e.minute, {_TZ}) AS time, e.dataset AS dataset, uniqExactMerge(e.events) AS events
-FROM events_per_minute AS e INNER JOIN organizations AS o FINAL ON o.code = e.css
-WHERE $__timeFilter(e.minute) AND {_where_org(css="e.css")}
+            f"""SELECT toTimeZone(e.hour, {_TZ}) AS time, e.dataset AS dataset, sum(e.records) AS events
+FROM ministry_pipeline AS e INNER JOIN organizations AS o FINAL ON o.code = e.css
+WHERE $__timeFilter(e.hour) AND {_where_org(css="e.css")}
 GROUP BY time, dataset""",
             ("time", "dataset", "events"),
             keys=("time", "dataset"),
@@ -356,10 +361,10 @@ WHERE {_where_org()}""",
   {pct("f.unmapped", "f.events", 2)} AS unmapped_pct, d.letters AS dead_letters
 FROM organizations AS o FINAL
 LEFT JOIN (
-  -- Records and unmapped values (records, not people) from the pipeline's per-minute
-  -- summary, by the minute they were detected (each event once: redeliveries merge).
-  SELECT css, uniqExactMerge(events) AS events, uniqExactMerge(unmapped) AS unmapped
-  FROM events_per_minute WHERE $__timeFilter(minute)
+  -- Records and unmapped values (records, not people) from the pipeline's hourly summary
+  -- (rounded to base 5 per hour, CSS and dataset), by the hour they were detected.
+  SELECT css, sum(records) AS events, sum(unmapped) AS unmapped
+  FROM ministry_pipeline WHERE $__timeFilter(hour)
   GROUP BY css) AS f ON f.css = o.code
 LEFT JOIN (
   -- Records withheld for lack of consent are not refusals to fix: the status grid shows them.

@@ -32,7 +32,11 @@ GRANT SELECT ON {db}.ministry_staff_changes TO vigie_ministry;
 GRANT SELECT ON {db}.ministry_teachers TO vigie_ministry;
 GRANT SELECT ON {db}.ministry_completeness TO vigie_ministry;
 GRANT SELECT ON {db}.school_days TO vigie_ministry;
-GRANT SELECT ON {db}.events_per_minute TO vigie_ministry;
+-- Not events_per_minute (exact records per minute: see migration 0010); its hourly, rounded
+-- form and the last record's minute instead. REVOKE: a server set up before keeps no grant.
+REVOKE SELECT ON {db}.events_per_minute FROM vigie_ministry;
+GRANT SELECT ON {db}.ministry_pipeline TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_freshness TO vigie_ministry;
 GRANT SELECT ON {db}.dead_letters_per_minute TO vigie_ministry;
 GRANT SELECT ON {db}.connector_heartbeats TO vigie_ministry;
 GRANT SELECT ON {db}.organizations TO vigie_ministry;

@@ -164,7 +164,7 @@ def test_the_ministry_role_is_granted_no_row_level_table(warehouse, organization
         name = view.split(".", 1)[1]
         assert f"CREATE VIEW IF NOT EXISTS {{db}}.{name} SQL SECURITY DEFINER AS" in ddl
     # …and the rest are the pipeline's own summaries and reference lists (no person in them).
-    summaries = {"events_per_minute", "dead_letters_per_minute", "connector_heartbeats", "organizations",
+    summaries = {"dead_letters_per_minute", "connector_heartbeats", "organizations",
                  "consents", "school_days"}  # fmt: skip
     assert granted - views <= {f"vigie.{t}" for t in summaries}, sorted(granted - views)
     policies = [s for s in ministry if s.startswith("CREATE ROW POLICY")]

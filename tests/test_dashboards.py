@@ -354,35 +354,37 @@ def test_dead_letters_exclude_consent_withholdings_and_count_true_refusals(
 def test_unmapped_counts_only_marks_that_should_have_a_motif(history_warehouse, history, harmonizer) -> None:
     with (MAPPINGS / "attendance_status.csv").open(encoding="utf-8") as f:
         status = {r["local_code"]: r["status"] for r in csv.DictReader(f)}
-    truth: Counter[str] = Counter()
-    records: Counter[str] = Counter()
+    # Per CSS and dataset: the ministry reads them per hour, rounded to base 5 (one hour here).
+    truth: Counter[tuple[str, Dataset]] = Counter()
+    records: Counter[tuple[str, Dataset]] = Counter()
     late_without_motif = 0
     for css, _batch, rec in _rows_of(history, Dataset.ATTENDANCE):
         if css == "iles":
             continue
-        records[css] += 1
+        records[(css, Dataset.ATTENDANCE)] += 1
         kind = status[rec["status_code"]]
         if kind == "absent":
-            truth[css] += not harmonizer.absence.classify(
+            truth[(css, Dataset.ATTENDANCE)] += not harmonizer.absence.classify(
                 css, rec["absence_code"], rec["absence_text"]
             ).mapped
         elif kind in ("retard", "depart_hatif"):
             late_without_motif += not (rec["absence_code"] or rec["absence_text"])
     for css, batch, _rec in _rows_of(history, Dataset.GRADES):
         if css != "iles":
-            records[css] += 1
-            truth[css] += harmonizer.subject(css, batch["subject_code"]) is None or harmonizer.competency(
+            records[(css, Dataset.GRADES)] += 1
+            truth[(css, Dataset.GRADES)] += harmonizer.subject(css, batch["subject_code"]) is None or harmonizer.competency(
                 css, batch["competency_code"]) is None  # fmt: skip
     for css, _batch, rec in _rows_of(history, Dataset.STAFF):
         if css not in ("iles", "english-montreal"):
-            records[css] += 1
-            truth[css] += harmonizer.job_class(css, rec["job_code"]) is None
-    assert late_without_motif > 100 and truth["montreal"] > 0
+            records[(css, Dataset.STAFF)] += 1
+            truth[(css, Dataset.STAFF)] += harmonizer.job_class(css, rec["job_code"]) is None
+    assert late_without_motif > 100 and truth[("montreal", Dataset.ATTENDANCE)] > 0
     rows = {r["css"]: r for r in _run(history_warehouse, NETWORK_STATUS.panels[3])}
-    for css in truth:
-        assert rows[css]["events"] == records[css], css  # read FINAL: redelivered rows once
-        assert rows[css]["unmapped"] == truth[css], css
-        assert rows[css]["unmapped_pct"] == half_up(truth[css], records[css], 2), css
+    for css in {c for c, _ds in records}:
+        events = sum(r5(n) for (c, _ds), n in records.items() if c == css)  # redelivered rows once
+        unmapped = sum(r5(n) for (c, _ds), n in truth.items() if c == css)
+        assert (rows[css]["events"], rows[css]["unmapped"]) == (events, unmapped), css
+        assert rows[css]["unmapped_pct"] == half_up(unmapped, events, 2), css
 
 
 def test_completeness_lists_every_organization_and_zero_for_those_that_sent_nothing(

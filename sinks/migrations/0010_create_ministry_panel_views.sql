@@ -284,7 +284,29 @@ FROM (SELECT DISTINCT sheet_date AS day FROM {db}.attendance_marks) AS d
 CROSS JOIN (SELECT DISTINCT css, school_code, sheet_date FROM {db}.attendance_marks) AS s
 WHERE s.sheet_date >= d.day - 30 AND s.sheet_date <= d.day
 GROUP BY day, css;
+-- The pipeline as the ministry reads it (it is no longer granted events_per_minute, whose
+-- exact per-minute record counts told when exactly one record arrived: read beside a bucket
+-- read at two moments, that singled out what the one record said). Records and unmapped
+-- values per hour, CSS and dataset, rounded to base 5 (records, not people: no suppression).
+CREATE VIEW IF NOT EXISTS {db}.ministry_pipeline SQL SECURITY DEFINER AS
+SELECT hour, css, dataset, toUInt64(intDiv(records + 2, 5) * 5) AS records,
+       toUInt64(intDiv(unmapped + 2, 5) * 5) AS unmapped
+FROM (
+    SELECT toStartOfHour(minute) AS hour, css, dataset, uniqExactMerge(events) AS records,
+           uniqExactMerge(unmapped) AS unmapped
+    FROM {db}.events_per_minute
+    GROUP BY hour, css, dataset
+);
+
+-- Freshness (the status grid): per CSS, dataset and day, the minute of the day's last record;
+-- a time, no count.
+CREATE VIEW IF NOT EXISTS {db}.ministry_freshness SQL SECURITY DEFINER AS
+SELECT css, dataset, toDate(minute) AS day, max(minute) AS last_minute
+FROM {db}.events_per_minute
+GROUP BY css, dataset, day;
 -- migrate:down
+DROP VIEW IF EXISTS {db}.ministry_freshness;
+DROP VIEW IF EXISTS {db}.ministry_pipeline;
 DROP VIEW IF EXISTS {db}.ministry_completeness;
 DROP VIEW IF EXISTS {db}.ministry_teachers;
 DROP VIEW IF EXISTS {db}.ministry_staff_changes;
