@@ -12,12 +12,19 @@ it once for everything a reader needs:
 - labels: ``coded`` columns are shown through the label table in the dashboard's language
   (the Grafana variable ``lang``; the report labels in Python from the same table).
 
+Every ClickHouse panel reads only what the ministry's Grafana datasource user is granted
+(``vigie_ministry``, sinks/access.sql): the ministry_* views (migrations 0005 and 0010 —
+counts of people suppressed with complementary cells and rounded to base 5, in fixed day,
+ISO week, month or school-year buckets), the organizations, consents, school calendar and
+dead-letter summary. A panel over a range reads the whole buckets that overlap it, so two
+ranges differ only by whole published cells; rates are computed from the rounded counts.
+
 Panel SQL names tables without a database (Grafana's datasource supplies its default
 database; ``qualify`` adds one for the report and the tests) and uses the Grafana
 ClickHouse plugin's macros (``$__timeFilter``, ``$__dateFilter``, ``$__toTime``,
 ``$__conditionalAll``); ``expand_macros`` expands them exactly as the plugin does.
 Percentages are rounded half up with integer arithmetic (74.5 → 75, never banker's
-rounding), and result bands are taken from the percent rounded half up.
+rounding); the views take result bands from the percent rounded half up.
 """
 
 from __future__ import annotations
@@ -112,13 +119,6 @@ def pct(numerator: str, denominator: str, digits: int = 1) -> str:
         f"if(({denominator}) = 0, NULL, intDiv(toUInt64({numerator}) * {200 * scale} + ({denominator}), "
         f"2 * toUInt64({denominator})) / {scale})"
     )
-
-
-def band(alias: str = "g") -> str:
-    """The result band of a row, from its percent rounded half up (74.5 → 75-100)."""
-    p = f"{alias}.result_percent"
-    r = f"floor({p} + 0.5)"
-    return f"multiIf({p} IS NULL, {alias}.result_band, {r} <= 60, '0-60', {r} <= 74, '61-74', '75-100')"
 
 
 def wrap(panel: Panel, minimum: int, labels: bool, columns: tuple[str, ...] | None = None) -> str:
