@@ -358,8 +358,18 @@ def test_a_small_school_cannot_be_read_off_its_css_minus_the_other_schools(wareh
     """Selecting schools one by one in the dashboard: school 002 has 3 students, so 001
     (its complement) is withheld too, and the CSS row minus 001 gives nothing."""
     big = _marks("laval", MONDAY, [f"a{i}" for i in range(30)], "present", None)
+    sick = _marks("laval", MONDAY, [f"s{i}" for i in range(20)], "absent", "maladie")
     small = _marks("laval", MONDAY, ["b0", "b1", "b2"], "absent", "maladie").assign(school_code="002")
-    warehouse.insert_frame("attendance_marks", pd.concat([big, small], ignore_index=True))
+    warehouse.insert_frame("attendance_marks", pd.concat([big, sick, small], ignore_index=True))
+    # By motif: school 002's 3 sick students withhold 001's sick ones too (CSS 23 − 001 20 = 3).
+    by_motif = {
+        r["school"]: r["students"]
+        for r in warehouse.query(
+            f"SELECT school, students FROM {warehouse.database}.ministry_absences "
+            f"WHERE css = 'laval' AND period = 'day' AND reason = 'maladie'"
+        )
+    }
+    assert by_motif == {"": 25, "001": None, "002": None}
     rows = {
         r["school"]: r["students"]
         for r in warehouse.query(
@@ -367,4 +377,4 @@ def test_a_small_school_cannot_be_read_off_its_css_minus_the_other_schools(wareh
             f"WHERE css = 'laval' AND period = 'day'"
         )
     }
-    assert rows == {"": 35, "001": None, "002": None}
+    assert rows == {"": 55, "001": None, "002": None}

@@ -10,8 +10,10 @@
 -- count rounded to base 5 (half up). Unlike 0005, a withheld cell stays in the view with
 -- NULL counts, so that a dashboard shows it as « x » in place instead of losing the row.
 -- `school` is '' on the row of a whole CSS and a school code on a school's row; school rows
--- are suppressed among themselves (their CSS row is published apart), so a ministry reader
--- filtering on one school still sees no group under the minimum.
+-- are suppressed among themselves too (a second pass across the schools of a CSS, whose row
+-- is published apart), so that a school's withheld cell cannot be recomputed as its CSS's
+-- minus the other schools'. Result bands get a second pass across the values of a
+-- breakdown, as in 0005 (one band's cells of all values add up to the band's whole).
 -- migrate:up
 CREATE VIEW IF NOT EXISTS {db}.ministry_schools SQL SECURITY DEFINER AS
 SELECT DISTINCT css, school_code FROM {db}.attendance_marks WHERE sheet_date >= today() - 60;
@@ -44,21 +46,30 @@ CREATE VIEW IF NOT EXISTS {db}.ministry_absences SQL SECURITY DEFINER AS
 WITH (SELECT greatest(5, ifNull(argMaxOrNull(suppression_minimum, changed_at), 5)) FROM {db}.disclosure_rules) AS min_n
 SELECT period, period_start, css, school, reason, if(hidden, NULL, toUInt64(intDiv(students + 2, 5) * 5)) AS students
 FROM (
-    SELECT *, small OR (withheld = 1 AND rank = 2) AS hidden
+    SELECT *, hidden1 OR (withheld2 = 1 AND rank2 = 2) AS hidden
     FROM (
-        SELECT *, countIf(small) OVER line AS withheld,
-               row_number() OVER (line ORDER BY small DESC, students ASC, reason) AS rank
+        -- Second pass: the line of one reason across the schools of a CSS (the CSS row stands alone).
+        SELECT *, countIf(hidden1) OVER across AS withheld2,
+               row_number() OVER (across ORDER BY hidden1 DESC, students ASC, school) AS rank2
         FROM (
-            SELECT bucket.1 AS period, bucket.2 AS period_start, css, scope AS school,
-                   toString(ifNull(absence_reason, 'inconnu')) AS reason,
-                   uniqExact(student_pseudonym) AS students, students < min_n AS small
-            FROM {db}.attendance_marks FINAL
-            ARRAY JOIN [('day', sheet_date), ('week', toMonday(sheet_date)), ('month', toStartOfMonth(sheet_date))] AS bucket
-            ARRAY JOIN ['', school_code] AS scope
-            WHERE status = 'absent'
-            GROUP BY period, period_start, css, school, reason
+            SELECT *, small OR (withheld = 1 AND rank = 2) AS hidden1
+            FROM (
+                SELECT *, countIf(small) OVER line AS withheld,
+                       row_number() OVER (line ORDER BY small DESC, students ASC, reason) AS rank
+                FROM (
+                    SELECT bucket.1 AS period, bucket.2 AS period_start, css, scope AS school,
+                           toString(ifNull(absence_reason, 'inconnu')) AS reason,
+                           uniqExact(student_pseudonym) AS students, students < min_n AS small
+                    FROM {db}.attendance_marks FINAL
+                    ARRAY JOIN [('day', sheet_date), ('week', toMonday(sheet_date)), ('month', toStartOfMonth(sheet_date))] AS bucket
+                    ARRAY JOIN ['', school_code] AS scope
+                    WHERE status = 'absent'
+                    GROUP BY period, period_start, css, school, reason
+                )
+                WINDOW line AS (PARTITION BY period, period_start, css, school)
+            )
         )
-        WINDOW line AS (PARTITION BY period, period_start, css, school)
+        WINDOW across AS (PARTITION BY period, period_start, css, reason, school = '')
     )
 );
 
@@ -68,44 +79,53 @@ SELECT period, period_start, css, school, reason, duration,
        if(hidden, NULL, toUInt64(intDiv(episodes + 2, 5) * 5)) AS episodes,
        if(hidden, NULL, toUInt64(intDiv(students + 2, 5) * 5)) AS students
 FROM (
-    SELECT *, small OR (withheld = 1 AND rank = 2) AS hidden
+    SELECT *, hidden1 OR (withheld2 = 1 AND rank2 = 2) AS hidden
     FROM (
-        SELECT *, countIf(small) OVER line AS withheld,
-               row_number() OVER (line ORDER BY small DESC, students ASC, reason, duration) AS rank
+        -- Second pass: the line of one reason and duration across the schools of a CSS.
+        SELECT *, countIf(hidden1) OVER across AS withheld2,
+               row_number() OVER (across ORDER BY hidden1 DESC, students ASC, school) AS rank2
         FROM (
-            -- An episode counts in the week and the month it started.
-            SELECT bucket.1 AS period, bucket.2 AS period_start, css, scope AS school, reason, duration,
-                   count() AS episodes, uniqExact(student) AS students, students < min_n AS small
+            SELECT *, small OR (withheld = 1 AND rank = 2) AS hidden1
             FROM (
-                -- An episode's motif: the most frequent motif of its absences (ties: the first code).
-                SELECT css, student, run, any(school) AS school, min(sheet_date) AS started,
-                       arrayFlatten(groupArray(reasons)) AS all_reasons,
-                       if(empty(all_reasons), 'inconnu',
-                          arraySort(r -> (-countEqual(all_reasons, r), r), arrayDistinct(all_reasons))[1]) AS reason,
-                       count() AS days,
-                       multiIf(days = 1, '1j', days <= 3, '2-3j', days <= 5, '4-5j', '6j+') AS duration
+                SELECT *, countIf(small) OVER line AS withheld,
+                       row_number() OVER (line ORDER BY small DESC, students ASC, reason, duration) AS rank
                 FROM (
-                    -- Consecutive absent days (of the days the student has marks) share a run number.
-                    SELECT css, student, school, sheet_date, absent_day, reasons,
-                           row_number() OVER (PARTITION BY css, student ORDER BY sheet_date)
-                             - row_number() OVER (PARTITION BY css, student, absent_day ORDER BY sheet_date) AS run
+                    -- An episode counts in the week and the month it started.
+                    SELECT bucket.1 AS period, bucket.2 AS period_start, css, scope AS school, reason, duration,
+                           count() AS episodes, uniqExact(student) AS students, students < min_n AS small
                     FROM (
-                        -- A day missed: absent at half or more of the day's periods.
-                        SELECT css, student_pseudonym AS student, any(school_code) AS school, sheet_date,
-                               avg(status = 'absent') >= 0.5 AS absent_day,
-                               groupArrayIf(toString(ifNull(absence_reason, 'inconnu')), status = 'absent') AS reasons
-                        FROM {db}.attendance_marks FINAL
-                        GROUP BY css, student, sheet_date
+                        -- An episode's motif: the most frequent motif of its absences (ties: the first code).
+                        SELECT css, student, run, any(school) AS school, min(sheet_date) AS started,
+                               arrayFlatten(groupArray(reasons)) AS all_reasons,
+                               if(empty(all_reasons), 'inconnu',
+                                  arraySort(r -> (-countEqual(all_reasons, r), r), arrayDistinct(all_reasons))[1]) AS reason,
+                               count() AS days,
+                               multiIf(days = 1, '1j', days <= 3, '2-3j', days <= 5, '4-5j', '6j+') AS duration
+                        FROM (
+                            -- Consecutive absent days (of the days the student has marks) share a run number.
+                            SELECT css, student, school, sheet_date, absent_day, reasons,
+                                   row_number() OVER (PARTITION BY css, student ORDER BY sheet_date)
+                                     - row_number() OVER (PARTITION BY css, student, absent_day ORDER BY sheet_date) AS run
+                            FROM (
+                                -- A day missed: absent at half or more of the day's periods.
+                                SELECT css, student_pseudonym AS student, any(school_code) AS school, sheet_date,
+                                       avg(status = 'absent') >= 0.5 AS absent_day,
+                                       groupArrayIf(toString(ifNull(absence_reason, 'inconnu')), status = 'absent') AS reasons
+                                FROM {db}.attendance_marks FINAL
+                                GROUP BY css, student, sheet_date
+                            )
+                        )
+                        WHERE absent_day
+                        GROUP BY css, student, run
                     )
+                    ARRAY JOIN [('week', toMonday(started)), ('month', toStartOfMonth(started))] AS bucket
+                    ARRAY JOIN ['', school] AS scope
+                    GROUP BY period, period_start, css, school, reason, duration
                 )
-                WHERE absent_day
-                GROUP BY css, student, run
+                WINDOW line AS (PARTITION BY period, period_start, css, school)
             )
-            ARRAY JOIN [('week', toMonday(started)), ('month', toStartOfMonth(started))] AS bucket
-            ARRAY JOIN ['', school] AS scope
-            GROUP BY period, period_start, css, school, reason, duration
         )
-        WINDOW line AS (PARTITION BY period, period_start, css, school)
+        WINDOW across AS (PARTITION BY period, period_start, css, reason, duration, school = '')
     )
 );
 
@@ -200,31 +220,40 @@ WITH (SELECT greatest(5, ifNull(argMaxOrNull(suppression_minimum, changed_at), 5
 SELECT school_year, etape, css, school, breakdown, value, detail, band,
        if(hidden, NULL, toUInt64(intDiv(students + 2, 5) * 5)) AS students
 FROM (
-    SELECT *, small OR (withheld = 1 AND rank = 2) AS hidden
+    SELECT *, hidden1 OR (withheld2 = 1 AND rank2 = 2) AS hidden
     FROM (
-        SELECT *, countIf(small) OVER line AS withheld,
-               row_number() OVER (line ORDER BY small DESC, students ASC, band) AS rank
+        -- Second pass: the line of one band across the values of a breakdown (their sum is the whole).
+        SELECT *, countIf(hidden1) OVER across AS withheld2,
+               row_number() OVER (across ORDER BY hidden1 DESC, students ASC, value, detail) AS rank2
         FROM (
-            SELECT toUInt16(toYear(evaluation_date) - if(toMonth(evaluation_date) < 8, 1, 0)) AS school_year,
-                   step AS etape, css, scope AS school, split.1 AS breakdown, split.2 AS value, split.3 AS detail,
-                   multiIf(result_percent IS NULL, toString(result_band), floor(result_percent + 0.5) <= 60, '0-60',
-                           floor(result_percent + 0.5) <= 74, '61-74', '75-100') AS band,
-                   uniqExact(student_pseudonym) AS students, students < min_n AS small
-            FROM {db}.grade_results FINAL
-            ARRAY JOIN [toUInt8(0), etape] AS step
-            ARRAY JOIN ['', school_code] AS scope
-            ARRAY JOIN [
-                ('subject_level', toString(subject_code), toString(level)),
-                ('competency', toString(competency_code), ''),
-                ('sex', toString(ifNull(sex, 'non_declare')), ''),
-                ('plan', if(intervention_plan IS NULL, '', if(intervention_plan, 'avec_pi', 'sans_pi')), ''),
-                ('language_group', toString(ifNull(language_group, '')), ''),
-                ('immigration', toString(ifNull(immigration, '')), '')
-            ] AS split
-            WHERE band IS NOT NULL AND split.2 != ''
-            GROUP BY school_year, etape, css, school, breakdown, value, detail, band
+            SELECT *, small OR (withheld = 1 AND rank = 2) AS hidden1
+            FROM (
+                SELECT *, countIf(small) OVER line AS withheld,
+                       row_number() OVER (line ORDER BY small DESC, students ASC, band) AS rank
+                FROM (
+                    SELECT toUInt16(toYear(evaluation_date) - if(toMonth(evaluation_date) < 8, 1, 0)) AS school_year,
+                           step AS etape, css, scope AS school, split.1 AS breakdown, split.2 AS value, split.3 AS detail,
+                           multiIf(result_percent IS NULL, toString(result_band), floor(result_percent + 0.5) <= 60, '0-60',
+                                   floor(result_percent + 0.5) <= 74, '61-74', '75-100') AS band,
+                           uniqExact(student_pseudonym) AS students, students < min_n AS small
+                    FROM {db}.grade_results FINAL
+                    ARRAY JOIN [toUInt8(0), etape] AS step
+                    ARRAY JOIN ['', school_code] AS scope
+                    ARRAY JOIN [
+                        ('subject_level', toString(subject_code), toString(level)),
+                        ('competency', toString(competency_code), ''),
+                        ('sex', toString(ifNull(sex, 'non_declare')), ''),
+                        ('plan', if(intervention_plan IS NULL, '', if(intervention_plan, 'avec_pi', 'sans_pi')), ''),
+                        ('language_group', toString(ifNull(language_group, '')), ''),
+                        ('immigration', toString(ifNull(immigration, '')), '')
+                    ] AS split
+                    WHERE band IS NOT NULL AND split.2 != ''
+                    GROUP BY school_year, etape, css, school, breakdown, value, detail, band
+                )
+                WINDOW line AS (PARTITION BY school_year, etape, css, school, breakdown, value, detail)
+            )
         )
-        WINDOW line AS (PARTITION BY school_year, etape, css, school, breakdown, value, detail)
+        WINDOW across AS (PARTITION BY school_year, etape, css, school, breakdown, band)
     )
 );
 
