@@ -307,12 +307,14 @@ FROM (
 -- that sent any in the 30 days up to it (schools, not people: exact). A row for every CSS
 -- that reported in those 30 days, on every day the network reported.
 CREATE VIEW IF NOT EXISTS {db}.ministry_completeness SQL SECURITY DEFINER AS
-SELECT d.day AS day, s.css AS css, uniqExactIf(s.school_code, s.sheet_date = d.day) AS schools_reported,
-       uniqExact(s.school_code) AS schools_expected
-FROM (SELECT DISTINCT sheet_date AS day FROM {db}.attendance_marks) AS d
-CROSS JOIN (SELECT DISTINCT css, school_code, sheet_date FROM {db}.attendance_marks) AS s
-WHERE s.sheet_date >= d.day - 30 AND s.sheet_date <= d.day
+SELECT day, css, uniqExactIf(school_code, sheet_date = day) AS schools_reported,
+       uniqExact(school_code) AS schools_expected
+FROM (SELECT DISTINCT css, school_code, sheet_date FROM {db}.attendance_marks)
+-- Each school's day of marks counts on that day and the 30 after it.
+ARRAY JOIN arrayMap(k -> sheet_date + k, range(31)) AS day
+WHERE day IN (SELECT DISTINCT sheet_date FROM {db}.attendance_marks)
 GROUP BY day, css;
+
 -- The pipeline as the ministry reads it (it is no longer granted events_per_minute, whose
 -- exact per-minute record counts told when exactly one record arrived: read beside a bucket
 -- read at two moments, that singled out what the one record said). Records and unmapped
