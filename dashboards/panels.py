@@ -224,7 +224,7 @@ def _school(alias: str) -> str:
 
 
 def _weeks(alias: str, period: str = "week") -> str:
-    """Closed buckets only: the ISO weeks (or months) that overlap the chosen range, whole.
+    """Whole buckets only: the ISO weeks (or months) that overlap the chosen range, whole.
     Two ranges then differ by whole published buckets, never by a few days' rows."""
     start = "toMonday" if period == "week" else "toStartOfMonth"
     return (

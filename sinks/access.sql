@@ -48,7 +48,7 @@ GRANT SELECT ON {db}.consents TO vigie_ministry;
 -- readonly = 1 fixes every setting (and refuses table functions); the Grafana plugin's
 -- client sets max_execution_time, the one setting left changeable (overflow stays 'throw').
 CREATE SETTINGS PROFILE OR REPLACE vigie_ministry_profile SETTINGS readonly = 1, max_execution_time = 60 MAX 600 CHANGEABLE_IN_READONLY TO vigie_ministry;
-CREATE ROW POLICY IF NOT EXISTS vigie_ministry_all ON {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_ministry;
+CREATE ROW POLICY IF NOT EXISTS vigie_ministry_all ON {db}.connector_heartbeats, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_ministry;
 -- access:css
 CREATE ROLE IF NOT EXISTS {role};
 GRANT SELECT ON {db}.attendance_marks TO {role};
