@@ -711,6 +711,8 @@ WHERE a.change_type = 'position_open' AND {_weeks("a")} AND {_where_org(css="a.c
 GROUP BY region, css""",
             ("region", "css", "positions_opened"),
             keys=("region", "css"),
+            individuals=("positions_opened",),
+            groups=("region",),
             order="positions_opened DESC, css",
             x="css",
             y="positions_opened",
