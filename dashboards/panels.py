@@ -518,7 +518,7 @@ GROUP BY region, css""",
 )
 
 
-def _results(breakdown: str, *, region: bool = False) -> str:
+def _results(breakdown: str) -> str:
     """Rows of ``ministry_results`` for one breakdown over the school years of the range
     (étape 0: the whole year), with the region and CSS selectors, and the school one."""
     return (
