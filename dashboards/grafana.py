@@ -132,11 +132,11 @@ def _variables(lang: Language, selectors: bool) -> list[dict[str, Any]]:
         query("css", ("CSS", "School board"),
               "SELECT code, name FROM organizations FINAL "
               "WHERE $__conditionalAll(region_name IN (${region:singlequote}), $region) ORDER BY name"),
-        # Schools seen in the last 60 days (no FINAL: a list of codes, read on each load).
+        # Schools seen in the last 60 days: a list of codes the ministry is granted (the
+        # panels then read each chosen school's rows, suppressed among its CSS's schools).
         query("school", ("École", "School"),
-              "SELECT DISTINCT school_code FROM attendance_marks "
-              "WHERE sheet_date >= today() - 60 AND $__conditionalAll(css IN (${css:singlequote}), $css) "
-              "ORDER BY school_code"),
+              "SELECT DISTINCT school_code FROM ministry_schools "
+              "WHERE $__conditionalAll(css IN (${css:singlequote}), $css) ORDER BY school_code"),
     ]  # fmt: skip
 
 

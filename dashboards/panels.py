@@ -12,12 +12,19 @@ it once for everything a reader needs:
 - labels: ``coded`` columns are shown through the label table in the dashboard's language
   (the Grafana variable ``lang``; the report labels in Python from the same table).
 
+Every ClickHouse panel reads only what the ministry's Grafana datasource user is granted
+(``vigie_ministry``, sinks/access.sql): the ministry_* views (migrations 0005 and 0010 —
+counts of people suppressed with complementary cells and rounded to base 5, in fixed day,
+ISO week, month or school-year buckets), the organizations, consents, school calendar and
+dead-letter summary. A panel over a range reads the whole buckets that overlap it, so two
+ranges differ only by whole published cells; rates are computed from the rounded counts.
+
 Panel SQL names tables without a database (Grafana's datasource supplies its default
 database; ``qualify`` adds one for the report and the tests) and uses the Grafana
 ClickHouse plugin's macros (``$__timeFilter``, ``$__dateFilter``, ``$__toTime``,
 ``$__conditionalAll``); ``expand_macros`` expands them exactly as the plugin does.
 Percentages are rounded half up with integer arithmetic (74.5 → 75, never banker's
-rounding), and result bands are taken from the percent rounded half up.
+rounding); the views take result bands from the percent rounded half up.
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ PLUGIN_VERSION = "4.20.0"  # grafana-clickhouse-datasource query model the targe
 TABLES = (
     "attendance_marks", "grade_results", "staff_changes", "organizations", "consents",
     "dead_letters", "events_per_minute", "dead_letters_per_minute", "connector_heartbeats", "school_days",
+    "ministry_attendance", "ministry_grades", "ministry_staff", "ministry_schools", "ministry_attendance_rates",
+    "ministry_absences", "ministry_absence_episodes", "ministry_chronic_absence", "ministry_students_at_risk",
+    "ministry_results", "ministry_staff_changes", "ministry_teachers", "ministry_completeness",
+    "ministry_pipeline", "ministry_freshness",
 )  # fmt: skip
 
 # Freshness per dataset (network status grid). Attendance is expected every period of a
@@ -108,13 +119,6 @@ def pct(numerator: str, denominator: str, digits: int = 1) -> str:
         f"if(({denominator}) = 0, NULL, intDiv(toUInt64({numerator}) * {200 * scale} + ({denominator}), "
         f"2 * toUInt64({denominator})) / {scale})"
     )
-
-
-def band(alias: str = "g") -> str:
-    """The result band of a row, from its percent rounded half up (74.5 → 75-100)."""
-    p = f"{alias}.result_percent"
-    r = f"floor({p} + 0.5)"
-    return f"multiIf({p} IS NULL, {alias}.result_band, {r} <= 60, '0-60', {r} <= 74, '61-74', '75-100')"
 
 
 def wrap(panel: Panel, minimum: int, labels: bool, columns: tuple[str, ...] | None = None) -> str:
@@ -205,15 +209,39 @@ def _where_org(alias: str = "o", css: str = "") -> str:
 
 
 _TZ = f"'{TIMEZONE}'"
-_SCHOOL_YEAR_START = (
-    "if(toMonth(today()) >= 8, makeDate(toYear(today()), 8, 1), makeDate(toYear(today()) - 1, 8, 1))"
+
+
+def _school_year(moment: str) -> str:
+    """The school year (from 1 August, named by its first calendar year) of a time, Québec time."""
+    day = f"toDate({moment}, {_TZ})"
+    return f"toUInt16(toYear({day}) - if(toMonth({day}) < 8, 1, 0))"
+
+
+def _school(alias: str) -> str:
+    """The school selector on a ministry view: « All » reads the whole-CSS rows (school ''),
+    a selection reads those schools' rows, each suppressed among its CSS's schools."""
+    return f"({alias}.school = '') = ($__conditionalAll(0, $school)) AND {_in(f'{alias}.school', 'school')}"
+
+
+def _weeks(alias: str, period: str = "week") -> str:
+    """Whole buckets only: the ISO weeks (or months) that overlap the chosen range, whole.
+    Two ranges then differ by whole published buckets, never by a few days' rows."""
+    start = "toMonday" if period == "week" else "toStartOfMonth"
+    return (
+        f"{alias}.period = '{period}' AND {alias}.period_start >= {start}(toDate($__fromTime, {_TZ})) "
+        f"AND {alias}.period_start <= toDate($__toTime, {_TZ})"
+    )
+
+
+def _years(alias: str) -> str:
+    """The school years that overlap the chosen range."""
+    return f"{alias}.school_year BETWEEN {_school_year('$__fromTime')} AND {_school_year('$__toTime')}"
+
+
+_ORG = "INNER JOIN organizations AS o FINAL ON o.code = a.css"
+_LATEST_DAY = (
+    "(SELECT max(period_start) FROM ministry_attendance_rates WHERE period = 'day' AND $__dateFilter(period_start))"
 )
-# A day missed: absent at half or more of the day's periods (chronic absenteeism, episodes).
-ABSENT_DAY = "avg(a.status = 'absent') >= 0.5"
-_ATTENDANCE = "attendance_marks AS a FINAL INNER JOIN organizations AS o FINAL ON o.code = a.css"
-_GRADES = "grade_results AS g FINAL INNER JOIN organizations AS o FINAL ON o.code = g.css"
-_STAFF = "staff_changes AS s FINAL INNER JOIN organizations AS o FINAL ON o.code = s.css"
-_LATEST_DAY = "(SELECT max(sheet_date) FROM attendance_marks FINAL WHERE $__dateFilter(sheet_date))"
 PERCENT = "percent"
 _RATE_THRESHOLDS: tuple[tuple[float | None, str], ...] = ((None, "green"), (8, "orange"), (12, "red"))
 
@@ -244,13 +272,14 @@ def _freshness(dataset: str) -> str:
     days since its last record of one dataset, up to the range's end."""
     opens = f"toUnixTimestamp(toDateTime(d, {_TZ})) + {SCHOOL_START_H * 3600}"
     closes = f"toUnixTimestamp(toDateTime(d, {_TZ})) + {SCHOOL_END_H * 3600}"
-    last, now = "toUnixTimestamp(max(minute))", "toUnixTimestamp($__toTime)"
+    last, now = "toUnixTimestamp(max(last_minute))", "toUnixTimestamp($__toTime)"
     return f"""(WITH (SELECT groupUniqArray(day) FROM school_days
         WHERE day BETWEEN toDate($__toTime, {_TZ}) - 60 AND toDate($__toTime, {_TZ})) AS _days
   SELECT css,
     arraySum(d -> intDiv(greatest(0, least({now}, {closes}) - greatest({last}, {opens})), 60), _days) AS school_minutes,
-    arrayCount(d -> d > toDate(max(minute), {_TZ}), _days) AS school_days
-  FROM events_per_minute WHERE dataset = '{dataset}' AND minute <= $__toTime GROUP BY css)"""
+    arrayCount(d -> d > toDate(max(last_minute), {_TZ}), _days) AS school_days
+  FROM ministry_freshness WHERE dataset = '{dataset}' AND day <= toDate($__toTime, 'UTC') AND last_minute <= $__toTime
+  GROUP BY css)"""
 
 
 NETWORK_STATUS = Dashboard(
@@ -283,11 +312,14 @@ WHERE {_where_org()}""",
             chart="grid",
         ),
         Panel(
-            ("Enregistrements par minute, par jeu de données", "Records per minute, by dataset"),
+            (
+                "Enregistrements par heure, par jeu de données (arrondis à 5 près par CSS)",
+                "Records per hour, by dataset (rounded to the nearest 5 per CSS)",
+            ),
             "timeseries",
-            f"""SELECT toTimeZone(e.minute, {_TZ}) AS time, e.dataset AS dataset, uniqExactMerge(e.events) AS events
-FROM events_per_minute AS e INNER JOIN organizations AS o FINAL ON o.code = e.css
-WHERE $__timeFilter(e.minute) AND {_where_org(css="e.css")}
+            f"""SELECT toTimeZone(e.hour, {_TZ}) AS time, e.dataset AS dataset, sum(e.records) AS events
+FROM ministry_pipeline AS e INNER JOIN organizations AS o FINAL ON o.code = e.css
+WHERE $__timeFilter(e.hour) AND {_where_org(css="e.css")}
 GROUP BY time, dataset""",
             ("time", "dataset", "events"),
             keys=("time", "dataset"),
@@ -308,10 +340,9 @@ GROUP BY time, dataset""",
   c.expected AS schools_expected,
   if(c.expected = 0, 0, {pct("c.reported", "c.expected")}) AS completeness_pct
 FROM organizations AS o FINAL
-LEFT JOIN (SELECT css, uniqExactIf(school_code, sheet_date = {_LATEST_DAY}) AS reported,
-             uniqExact(school_code) AS expected
-           FROM attendance_marks FINAL
-           WHERE sheet_date >= {_LATEST_DAY} - 30 AND sheet_date <= {_LATEST_DAY}
+LEFT JOIN (SELECT css, sum(schools_reported) AS reported, sum(schools_expected) AS expected
+           FROM ministry_completeness
+           WHERE day = (SELECT max(day) FROM ministry_completeness WHERE $__dateFilter(day))
            GROUP BY css) AS c ON c.css = o.code
 WHERE {_where_org()}""",
             ("region", "css", "schools_reported", "schools_expected", "completeness_pct"),
@@ -330,21 +361,15 @@ WHERE {_where_org()}""",
   {pct("f.unmapped", "f.events", 2)} AS unmapped_pct, d.letters AS dead_letters
 FROM organizations AS o FINAL
 LEFT JOIN (
-  SELECT css, count() AS events, countIf(unmapped) AS unmapped FROM (
-    -- A motif is expected of absences only: a late arrival or early departure without one
-    -- is complete (streams/mappings/attendance_status.csv: retard, depart_hatif).
-    SELECT css, status = 'absent' AND NOT reason_mapped AS unmapped
-    FROM attendance_marks FINAL WHERE $__timeFilter(detected_at)
-    UNION ALL
-    SELECT css, subject_code = 'inconnu' OR competency_code = 'inconnu'
-    FROM grade_results FINAL WHERE $__timeFilter(detected_at)
-    UNION ALL
-    SELECT css, job_class = 'inconnu' FROM staff_changes FINAL WHERE $__timeFilter(detected_at))
+  -- Records and unmapped values (records, not people) from the pipeline's hourly summary
+  -- (rounded to base 5 per hour, CSS and dataset), by the hour they were detected.
+  SELECT css, sum(records) AS events, sum(unmapped) AS unmapped
+  FROM ministry_pipeline WHERE $__timeFilter(hour)
   GROUP BY css) AS f ON f.css = o.code
 LEFT JOIN (
   -- Records withheld for lack of consent are not refusals to fix: the status grid shows them.
-  SELECT css, count() AS letters FROM dead_letters FINAL
-  WHERE reason_code != 'no_consent' AND $__timeFilter(failed_at) GROUP BY css) AS d ON d.css = o.code
+  SELECT css, uniqExactMerge(letters) AS letters FROM dead_letters_per_minute
+  WHERE reason_code != 'no_consent' AND $__timeFilter(minute) GROUP BY css) AS d ON d.css = o.code
 WHERE {_where_org()} AND (f.events > 0 OR d.letters > 0)""",
             ("region", "css", "events", "unmapped", "unmapped_pct", "dead_letters"),
             keys=("region", "css"),
@@ -357,23 +382,18 @@ WHERE {_where_org()} AND (f.events > 0 OR d.letters > 0)""",
     ),
 )
 
-_CHRONIC_DAYS = f"""SELECT css, any(school) AS school_code, student, count() AS days,
-    countIf(absent_day) AS absent_days FROM (
-    SELECT a.css AS css, any(a.school_code) AS school, a.student_pseudonym AS student, a.sheet_date,
-           {ABSENT_DAY} AS absent_day
-    FROM {_ATTENDANCE}
-    WHERE a.sheet_date >= {_SCHOOL_YEAR_START} AND {_where_org(css="a.css")}
-    GROUP BY css, student, a.sheet_date)
-  GROUP BY css, student"""
-
 ATTENDANCE = Dashboard(
     "vigie-attendance",
     ("Vigie — assiduité", "Vigie — attendance"),
     (
-        "Taux d'absence par région et CSS, motifs d'absence, épisodes et absentéisme chronique. "
-        "« x » : donnée retenue (moins de 5 élèves, ou pour qu'une autre ne puisse être déduite).",
-        "Absence rates by region and CSS, absence reasons, episodes and chronic absenteeism. "
-        "“x”: withheld (under 5 students, or so that another cannot be deduced).",
+        "Taux d'absence par région et CSS, motifs d'absence, épisodes et absentéisme chronique, par "
+        "jour, semaine ISO ou année scolaire entiers. Effectifs et présences arrondis à 5 près (taux "
+        "calculés sur ces nombres). « x » : donnée retenue (moins de 5 élèves, ou pour qu'une autre "
+        "ne puisse être déduite).",
+        "Absence rates by region and CSS, absence reasons, episodes and chronic absenteeism, by "
+        "whole day, ISO week or school year. Counts of students and marks rounded to the nearest 5 "
+        "(rates computed from them). “x”: withheld (under 5 students, or so that another cannot be "
+        "deduced).",
     ),
     (
         Panel(
@@ -382,10 +402,10 @@ ATTENDANCE = Dashboard(
                 "Absence rate, latest school day, by region and CSS",
             ),
             "table",
-            f"""SELECT o.region_name AS region, a.css AS css, uniqExact(a.student_pseudonym) AS students,
-  {pct("countIf(a.status = 'absent')", "count()")} AS absence_rate_pct
-FROM {_ATTENDANCE} WHERE a.sheet_date = {_LATEST_DAY} AND {_where_org(css="a.css")}
-  AND {_in("a.school_code", "school")}
+            f"""SELECT o.region_name AS region, a.css AS css, sum(a.students) AS students,
+  {pct("sum(a.absent_marks)", "sum(a.marks)")} AS absence_rate_pct
+FROM ministry_attendance_rates AS a {_ORG}
+WHERE a.period = 'day' AND a.period_start = {_LATEST_DAY} AND {_where_org(css="a.css")} AND {_school("a")}
 GROUP BY region, css""",
             ("region", "css", "students", "absence_rate_pct"),
             keys=("region", "css"),
@@ -400,11 +420,10 @@ GROUP BY region, css""",
         Panel(
             ("Taux d'absence par jour, par région", "Absence rate per day, by region"),
             "timeseries",
-            f"""SELECT toDateTime(a.sheet_date, {_TZ}) AS time, o.region_name AS region,
-  uniqExact(a.student_pseudonym) AS students,
-  {pct("countIf(a.status = 'absent')", "count()")} AS absence_rate_pct
-FROM {_ATTENDANCE} WHERE $__dateFilter(a.sheet_date) AND {_where_org(css="a.css")}
-  AND {_in("a.school_code", "school")}
+            f"""SELECT toDateTime(a.period_start, {_TZ}) AS time, o.region_name AS region,
+  sum(a.students) AS students, {pct("sum(a.absent_marks)", "sum(a.marks)")} AS absence_rate_pct
+FROM ministry_attendance_rates AS a {_ORG}
+WHERE a.period = 'day' AND $__dateFilter(a.period_start) AND {_where_org(css="a.css")} AND {_school("a")}
 GROUP BY time, region""",
             ("time", "region", "students", "absence_rate_pct"),
             keys=("time", "region"),
@@ -417,12 +436,14 @@ GROUP BY time, region""",
             units={"students": "short", "absence_rate_pct": PERCENT},
         ),
         Panel(
-            ("Élèves absents par motif d'absence et région", "Absent students by absence reason and region"),
+            (
+                "Élèves absents par motif d'absence et région (par semaine ISO, semaines de la période additionnées)",
+                "Absent students by absence reason and region (per ISO week, the range's weeks added up)",
+            ),
             "barchart",
-            f"""SELECT o.region_name AS region, ifNull(a.absence_reason, 'inconnu') AS reason,
-  uniqExact(a.student_pseudonym) AS students
-FROM {_ATTENDANCE} WHERE a.status = 'absent' AND $__dateFilter(a.sheet_date)
-  AND {_where_org(css="a.css")} AND {_in("a.school_code", "school")}
+            f"""SELECT o.region_name AS region, a.reason AS reason, sum(a.students) AS students
+FROM ministry_absences AS a {_ORG}
+WHERE {_weeks("a")} AND {_where_org(css="a.css")} AND {_school("a")}
 GROUP BY region, reason""",
             ("region", "reason", "students"),
             keys=("region", "reason"),
@@ -438,29 +459,15 @@ GROUP BY region, reason""",
         Panel(
             (
                 "Épisodes d'absence : nombre, motif et durée (jours de classe consécutifs d'absence "
-                "d'au moins une demi-journée)",
+                "d'au moins une demi-journée; mois de début entiers)",
                 "Absence episodes: number, reason and duration (consecutive school days absent at "
-                "least half the day)",
+                "least half the day; whole months of start)",
             ),
             "barchart",
-            f"""SELECT reason, duration, count() AS episodes, uniqExact(student) AS students FROM (
-  -- An episode's motif: the most frequent motif of its absences (ties: the first code).
-  SELECT student, run, arrayFlatten(groupArray(reasons)) AS all_reasons,
-    if(empty(all_reasons), 'inconnu',
-       arraySort(r -> (-countEqual(all_reasons, r), r), arrayDistinct(all_reasons))[1]) AS reason,
-    count() AS days, multiIf(days = 1, '1j', days <= 3, '2-3j', days <= 5, '4-5j', '6j+') AS duration
-  FROM (
-    -- Consecutive absent days (of the days the student has marks) share a run number.
-    SELECT student, sheet_date, absent_day, reasons,
-      row_number() OVER (PARTITION BY student ORDER BY sheet_date)
-        - row_number() OVER (PARTITION BY student, absent_day ORDER BY sheet_date) AS run
-    FROM (
-      SELECT a.student_pseudonym AS student, a.sheet_date AS sheet_date, {ABSENT_DAY} AS absent_day,
-             groupArrayIf(ifNull(a.absence_reason, 'inconnu'), a.status = 'absent') AS reasons
-      FROM {_ATTENDANCE}
-      WHERE $__dateFilter(a.sheet_date) AND {_where_org(css="a.css")} AND {_in("a.school_code", "school")}
-      GROUP BY student, sheet_date))
-  WHERE absent_day GROUP BY student, run)
+            f"""SELECT a.reason AS reason, a.duration AS duration, sum(a.episodes) AS episodes,
+  sum(a.students) AS students
+FROM ministry_absence_episodes AS a {_ORG}
+WHERE {_weeks("a", "month")} AND {_where_org(css="a.css")} AND {_school("a")}
 GROUP BY reason, duration""",
             ("reason", "duration", "episodes", "students"),
             keys=("reason", "duration"),
@@ -485,10 +492,10 @@ GROUP BY reason, duration""",
                 "more, after 10 days)",
             ),
             "table",
-            f"""SELECT o.region_name AS region, c.css AS css, count() AS students,
-  countIf(c.absent_days >= 0.1 * c.days) AS chronic_students,
-  {pct("chronic_students", "students")} AS chronic_pct
-FROM ({_CHRONIC_DAYS} HAVING days >= 10) AS c INNER JOIN organizations AS o FINAL ON o.code = c.css
+            f"""SELECT o.region_name AS region, a.css AS css, sum(a.students) AS students,
+  sum(a.chronic_students) AS chronic_students, {pct("chronic_students", "students")} AS chronic_pct
+FROM ministry_chronic_absence AS a {_ORG}
+WHERE a.school_year = {_school_year("$__toTime")} AND a.school = '' AND {_where_org(css="a.css")}
 GROUP BY region, css""",
             ("region", "css", "students", "chronic_students", "chronic_pct"),
             keys=("region", "css"),
@@ -511,15 +518,23 @@ GROUP BY region, css""",
 )
 
 
-def _bands_by(title: tuple[str, str], expression: str, alias: str, column: str) -> Panel:
+def _results(breakdown: str) -> str:
+    """Rows of ``ministry_results`` for one breakdown over the school years of the range
+    (étape 0: the whole year), with the region and CSS selectors, and the school one."""
+    return (
+        f"ministry_results AS a {_ORG}\n"
+        f"WHERE a.breakdown = '{breakdown}' AND a.etape = 0 AND {_years('a')} AND {_where_org(css='a.css')}\n"
+        f"  AND {_school('a')}"
+    )
+
+
+def _bands_by(title: tuple[str, str], breakdown: str, alias: str) -> Panel:
     """Result bands by one student characteristic (rows where the CSS records it)."""
     return Panel(
         title,
         "barchart",
-        f"""SELECT {expression} AS {alias}, {band()} AS band, uniqExact(g.student_pseudonym) AS students
-FROM {_GRADES}
-WHERE band IS NOT NULL AND {column} IS NOT NULL AND $__dateFilter(g.evaluation_date)
-  AND {_where_org(css="g.css")} AND {_in("g.school_code", "school")}
+        f"""SELECT a.value AS {alias}, a.band AS band, sum(a.students) AS students
+FROM {_results(breakdown)}
 GROUP BY {alias}, band""",
         (alias, "band", "students"),
         keys=(alias, "band"),
@@ -534,28 +549,25 @@ GROUP BY {alias}, band""",
     )
 
 
-_AT_RISK_SUBJECTS = "('francais', 'english_language_arts', 'mathematique')"  # language of instruction, math
-
 STUDENT_SUCCESS = Dashboard(
     "vigie-student-success",
     ("Vigie — réussite scolaire", "Vigie — student success"),
     (
         "Tranches de résultat (0-60, 61-74, 75-100, arrondi à l'unité supérieure dès ,5) par matière, "
-        "niveau, compétence, sexe, plan d'intervention, groupe linguistique et immigration; élèves à "
-        "risque. « x » : donnée retenue (moins de 5 élèves).",
+        "niveau, compétence, sexe, plan d'intervention, groupe linguistique et immigration, pour les "
+        "années scolaires de la période; élèves à risque. Effectifs arrondis à 5 près. « x » : donnée "
+        "retenue (moins de 5 élèves, ou pour qu'une autre ne puisse être déduite).",
         "Result bands (0-60, 61-74, 75-100, .5 rounded up) by subject, level, competency, sex, "
-        "intervention plan, language group and immigration; students at risk. “x”: withheld "
-        "(under 5 students).",
+        "intervention plan, language group and immigration, for the school years of the range; "
+        "students at risk. Counts rounded to the nearest 5. “x”: withheld (under 5 students, or so "
+        "that another cannot be deduced).",
     ),
     (
         Panel(
             ("Tranches de résultat par matière et niveau", "Result bands by subject and level"),
             "barchart",
-            f"""SELECT g.subject_code AS subject, g.level AS level, {band()} AS band,
-  uniqExact(g.student_pseudonym) AS students
-FROM {_GRADES}
-WHERE band IS NOT NULL AND $__dateFilter(g.evaluation_date) AND {_where_org(css="g.css")}
-  AND {_in("g.school_code", "school")}
+            f"""SELECT a.value AS subject, a.detail AS level, a.band AS band, sum(a.students) AS students
+FROM {_results("subject_level")}
 GROUP BY subject, level, band""",
             ("subject", "level", "band", "students"),
             keys=("subject", "level", "band"),
@@ -571,11 +583,8 @@ GROUP BY subject, level, band""",
         Panel(
             ("Tranches de résultat par compétence", "Result bands by competency"),
             "barchart",
-            f"""SELECT g.competency_code AS competency, {band()} AS band,
-  uniqExact(g.student_pseudonym) AS students
-FROM {_GRADES}
-WHERE band IS NOT NULL AND $__dateFilter(g.evaluation_date) AND {_where_org(css="g.css")}
-  AND {_in("g.school_code", "school")}
+            f"""SELECT a.value AS competency, a.band AS band, sum(a.students) AS students
+FROM {_results("competency")}
 GROUP BY competency, band""",
             ("competency", "band", "students"),
             keys=("competency", "band"),
@@ -591,10 +600,8 @@ GROUP BY competency, band""",
         Panel(
             ("Tranches de résultat par sexe et région", "Result bands by sex and region"),
             "barchart",
-            f"""SELECT o.region_name AS region, ifNull(g.sex, 'non_declare') AS sex, {band()} AS band,
-  uniqExact(g.student_pseudonym) AS students
-FROM {_GRADES} WHERE band IS NOT NULL AND $__dateFilter(g.evaluation_date)
-  AND {_where_org(css="g.css")} AND {_in("g.school_code", "school")}
+            f"""SELECT o.region_name AS region, a.value AS sex, a.band AS band, sum(a.students) AS students
+FROM {_results("sex")}
 GROUP BY region, sex, band""",
             ("region", "sex", "band", "students"),
             keys=("region", "sex", "band"),
@@ -609,21 +616,18 @@ GROUP BY region, sex, band""",
         ),
         _bands_by(
             ("Tranches de résultat selon le plan d'intervention", "Result bands by intervention plan"),
-            "if(g.intervention_plan, 'avec_pi', 'sans_pi')",
             "plan",
-            "g.intervention_plan",
+            "plan",
         ),
         _bands_by(
             ("Tranches de résultat par groupe linguistique", "Result bands by language group"),
-            "g.language_group",
             "language_group",
-            "g.language_group",
+            "language_group",
         ),
         _bands_by(
             ("Tranches de résultat par génération d'immigration", "Result bands by immigration generation"),
-            "g.immigration",
             "immigration",
-            "g.immigration",
+            "immigration",
         ),
         Panel(
             (
@@ -633,21 +637,11 @@ GROUP BY region, sex, band""",
                 "of instruction or mathematics)",
             ),
             "table",
-            f"""SELECT o.region_name AS region, c.css AS css, c.school_code AS school, count() AS students,
-  countIf(c.absent_days >= 0.1 * c.days AND r.student != '') AS at_risk,
-  {pct("at_risk", "students")} AS at_risk_pct
-FROM ({_CHRONIC_DAYS} HAVING days >= 10) AS c
-INNER JOIN organizations AS o FINAL ON o.code = c.css
-LEFT JOIN (
-  -- Each student's latest result this school year in each subject, in the 0-60 band
-  -- (several the same day: the lowest).
-  SELECT DISTINCT css, student FROM (
-    SELECT g.css AS css, g.student_pseudonym AS student, g.subject_code,
-           argMax({band()}, (g.evaluation_date, g.etape, -ifNull(g.result_percent, 0))) AS latest_band
-    FROM grade_results AS g FINAL
-    WHERE g.evaluation_date >= {_SCHOOL_YEAR_START} AND g.subject_code IN {_AT_RISK_SUBJECTS}
-    GROUP BY css, student, g.subject_code)
-  WHERE latest_band = '0-60') AS r ON r.css = c.css AND r.student = c.student
+            f"""SELECT o.region_name AS region, a.css AS css, a.school AS school, sum(a.students) AS students,
+  sum(a.at_risk) AS at_risk, {pct("at_risk", "students")} AS at_risk_pct
+FROM ministry_students_at_risk AS a {_ORG}
+WHERE a.school_year = {_school_year("$__toTime")} AND a.school != '' AND {_where_org(css="a.css")}
+  AND {_in("a.school", "school")}
 GROUP BY region, css, school""",
             ("region", "css", "school", "students", "at_risk", "at_risk_pct"),
             keys=("region", "css", "school"),
@@ -675,9 +669,11 @@ WORKFORCE = Dashboard(
     ("Vigie — main-d'œuvre", "Vigie — workforce"),
     (
         "Le bulletin hebdomadaire de la pénurie, en continu : absences du personnel par corps d'emploi "
-        "et semaine, postes ouverts, enseignants non légalement qualifiés. « x » : donnée retenue.",
+        "et semaine, postes ouverts, enseignants non légalement qualifiés (semaines ISO et années "
+        "scolaires entières; effectifs arrondis à 5 près). « x » : donnée retenue.",
         "The weekly shortage bulletin, live: staff absences by job class and week, open positions, "
-        "teachers without a legal qualification. “x”: withheld.",
+        "teachers without a legal qualification (whole ISO weeks and school years; counts rounded "
+        "to the nearest 5). “x”: withheld.",
     ),
     (
         Panel(
@@ -686,11 +682,11 @@ WORKFORCE = Dashboard(
                 "Staff absences started, by job class and ISO week",
             ),
             "barchart",
-            f"""SELECT concat(toString(toISOYear(s.effective_date)), '-W',
-  leftPad(toString(toISOWeek(s.effective_date)), 2, '0')) AS week, s.job_class AS job_class,
-  uniqExact(s.staff_pseudonym) AS staff_count
-FROM {_STAFF}
-WHERE s.change_type = 'leave_start' AND $__dateFilter(s.effective_date) AND {_where_org(css="s.css")}
+            f"""SELECT concat(toString(toISOYear(a.period_start)), '-W',
+  leftPad(toString(toISOWeek(a.period_start)), 2, '0')) AS week, a.job_class AS job_class,
+  sum(a.staff) AS staff_count
+FROM ministry_staff_changes AS a {_ORG}
+WHERE a.change_type = 'leave_start' AND {_weeks("a")} AND {_where_org(css="a.css")}
 GROUP BY week, job_class""",
             ("week", "job_class", "staff_count"),
             keys=("week", "job_class"),
@@ -704,14 +700,19 @@ GROUP BY week, job_class""",
             units={"staff_count": "short"},
         ),
         Panel(
-            ("Postes ouverts par région et CSS", "Open positions by region and CSS"),
+            (
+                "Postes ouverts par région et CSS (semaines ISO de la période)",
+                "Open positions by region and CSS (ISO weeks of the range)",
+            ),
             "table",
-            f"""SELECT o.region_name AS region, s.css AS css, count() AS positions_opened
-FROM {_STAFF} WHERE s.change_type = 'position_open' AND $__dateFilter(s.effective_date)
-  AND {_where_org(css="s.css")}
+            f"""SELECT o.region_name AS region, a.css AS css, sum(a.staff) AS positions_opened
+FROM ministry_staff_changes AS a {_ORG}
+WHERE a.change_type = 'position_open' AND {_weeks("a")} AND {_where_org(css="a.css")}
 GROUP BY region, css""",
             ("region", "css", "positions_opened"),
             keys=("region", "css"),
+            individuals=("positions_opened",),
+            groups=("region",),
             order="positions_opened DESC, css",
             x="css",
             y="positions_opened",
@@ -719,15 +720,14 @@ GROUP BY region, css""",
         ),
         Panel(
             (
-                "Enseignants non légalement qualifiés, par région et CSS",
-                "Teachers without a legal qualification, by region and CSS",
+                "Enseignants non légalement qualifiés, par région et CSS (années scolaires de la période)",
+                "Teachers without a legal qualification, by region and CSS (school years of the range)",
             ),
             "table",
-            f"""SELECT o.region_name AS region, s.css AS css,
-  uniqExactIf(s.staff_pseudonym, s.legally_qualified = false) AS unqualified_teachers,
-  uniqExact(s.staff_pseudonym) AS teachers
-FROM {_STAFF} WHERE s.job_class IN ('enseignant', 'suppleant') AND s.legally_qualified IS NOT NULL
-  AND {_where_org(css="s.css")}
+            f"""SELECT o.region_name AS region, a.css AS css, sum(a.unqualified_teachers) AS unqualified_teachers,
+  sum(a.teachers) AS teachers
+FROM ministry_teachers AS a {_ORG}
+WHERE {_years("a")} AND {_where_org(css="a.css")}
 GROUP BY region, css""",
             ("region", "css", "unqualified_teachers", "teachers"),
             keys=("region", "css"),

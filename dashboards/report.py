@@ -40,9 +40,12 @@ _TEXT = {
     ),
     "suppression": (
         "« x » : donnée retenue — moins de {minimum} élèves ou membres du personnel, ou retenue pour "
-        "qu'une autre ne puisse être déduite. La santé du pipeline (Prometheus) est dans Grafana.",
+        "qu'une autre ne puisse être déduite. Effectifs arrondis à 5 près, par jour, semaine ISO, mois "
+        "ou année scolaire entiers (ceux que touche la période). La santé du pipeline (Prometheus) est "
+        "dans Grafana.",
         "“x”: withheld — fewer than {minimum} students or staff, or withheld so that another cannot "
-        "be deduced. The pipeline's own health (Prometheus) is in Grafana.",
+        "be deduced. Counts rounded to the nearest 5, by whole day, ISO week, month or school year "
+        "(those the range touches). The pipeline's own health (Prometheus) is in Grafana.",
     ),
     "empty": ("Aucune donnée pour cette période.", "No data for this range."),
     "all_withheld": (

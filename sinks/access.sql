@@ -20,7 +20,23 @@ CREATE ROLE IF NOT EXISTS vigie_ministry;
 GRANT SELECT ON {db}.ministry_attendance TO vigie_ministry;
 GRANT SELECT ON {db}.ministry_grades TO vigie_ministry;
 GRANT SELECT ON {db}.ministry_staff TO vigie_ministry;
-GRANT SELECT ON {db}.events_per_minute TO vigie_ministry;
+-- The dashboards' breakdowns (migration 0010), same rules; and the school calendar (no people).
+GRANT SELECT ON {db}.ministry_schools TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_attendance_rates TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_absences TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_absence_episodes TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_chronic_absence TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_students_at_risk TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_results TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_staff_changes TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_teachers TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_completeness TO vigie_ministry;
+GRANT SELECT ON {db}.school_days TO vigie_ministry;
+-- Not events_per_minute (exact records per minute: see migration 0010); its hourly, rounded
+-- form and the last record's minute instead. REVOKE: a server set up before keeps no grant.
+REVOKE SELECT ON {db}.events_per_minute FROM vigie_ministry;
+GRANT SELECT ON {db}.ministry_pipeline TO vigie_ministry;
+GRANT SELECT ON {db}.ministry_freshness TO vigie_ministry;
 GRANT SELECT ON {db}.dead_letters_per_minute TO vigie_ministry;
 GRANT SELECT ON {db}.connector_heartbeats TO vigie_ministry;
 GRANT SELECT ON {db}.organizations TO vigie_ministry;
@@ -32,7 +48,7 @@ GRANT SELECT ON {db}.consents TO vigie_ministry;
 -- readonly = 1 fixes every setting (and refuses table functions); the Grafana plugin's
 -- client sets max_execution_time, the one setting left changeable (overflow stays 'throw').
 CREATE SETTINGS PROFILE OR REPLACE vigie_ministry_profile SETTINGS readonly = 1, max_execution_time = 60 MAX 600 CHANGEABLE_IN_READONLY TO vigie_ministry;
-CREATE ROW POLICY IF NOT EXISTS vigie_ministry_all ON {db}.connector_heartbeats, {db}.events_per_minute, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_ministry;
+CREATE ROW POLICY IF NOT EXISTS vigie_ministry_all ON {db}.connector_heartbeats, {db}.dead_letters_per_minute FOR SELECT USING 1 TO vigie_ministry;
 -- access:css
 CREATE ROLE IF NOT EXISTS {role};
 GRANT SELECT ON {db}.attendance_marks TO {role};

@@ -157,12 +157,16 @@ def test_the_ministry_role_is_granted_no_row_level_table(warehouse, organization
     row_level = {f"vigie.{t}" for t in [*FACT_TABLES.values(), "dead_letters"]}
     assert not granted & row_level and not any(t.endswith(".*") for t in granted)
     views = {t for t in granted if t.startswith("vigie.ministry_")}
-    assert views == {"vigie.ministry_attendance", "vigie.ministry_grades", "vigie.ministry_staff"}
-    # …and each of those views runs with its definer's rights on a server.
+    assert {"vigie.ministry_attendance", "vigie.ministry_grades", "vigie.ministry_staff"} <= views
+    # …each of those views runs with its definer's rights on a server…
     ddl = "\n".join(s for m in load_migrations() for s in m.up)
     for view in views:
         name = view.split(".", 1)[1]
         assert f"CREATE VIEW IF NOT EXISTS {{db}}.{name} SQL SECURITY DEFINER AS" in ddl
+    # …and the rest are the pipeline's own summaries and reference lists (no person in them).
+    summaries = {"dead_letters_per_minute", "connector_heartbeats", "organizations",
+                 "consents", "school_days"}  # fmt: skip
+    assert granted - views <= {f"vigie.{t}" for t in summaries}, sorted(granted - views)
     policies = [s for s in ministry if s.startswith("CREATE ROW POLICY")]
     assert policies and all(f"vigie.{t}" not in p for p in policies for t in FACT_TABLES.values())
 
@@ -297,3 +301,80 @@ def test_a_topic_named_after_a_person_does_not_reach_the_ministrys_counts(wareho
         )
     seen = {r["css"] for r in warehouse.query(f"SELECT DISTINCT css FROM {db}.dead_letters_per_minute")}
     assert "laval" in seen and seen <= {*organizations, ""}, seen
+
+
+# The dashboards' views (migration 0010): each line of cells, and its columns counting people.
+PANEL_VIEWS = {
+    "ministry_attendance_rates": (("period", "period_start", "css", "school == ''"), ("students",)),
+    "ministry_absences": (("period", "period_start", "css", "school"), ("students",)),
+    "ministry_absence_episodes": (("period", "period_start", "css", "school"), ("students", "episodes")),
+    "ministry_chronic_absence": (("school_year", "css", "school == ''"), ("students", "chronic_students")),
+    "ministry_students_at_risk": (("school_year", "css", "school == ''"), ("students", "at_risk")),
+    "ministry_results": (("school_year", "etape", "css", "school", "breakdown", "value", "detail"), ("students",)),
+    "ministry_staff_changes": (("period", "period_start", "css"), ("staff",)),
+    "ministry_teachers": (("school_year",), ("teachers", "unqualified_teachers")),
+}
+
+
+def _line(row: dict, keys: tuple[str, ...]) -> tuple:
+    return tuple(row["school"] == "" if k == "school == ''" else row[k] for k in keys)
+
+
+def test_every_panel_view_withholds_small_cells_with_a_complement_and_rounds_to_five(
+    warehouse, stage_context, organizations
+) -> None:
+    """A curious analyst reading the dashboards' views directly: every count of people is
+    withheld (NULL, shown « x »), or 0, or at least 5 and a multiple of 5; no line has a
+    single withheld cell (it could be recomputed from the line's total); no pseudonym."""
+    batches = curated_batches(stage_context, organizations, "laval", 3)
+    for dataset, table in FACT_TABLES.items():
+        warehouse.insert_frame(table, fact_frame(dataset, batches[dataset]))
+    _differencing_week(warehouse)
+    withheld_somewhere = 0
+    for view, (keys, people) in PANEL_VIEWS.items():
+        rows = warehouse.query(f"SELECT * FROM {warehouse.database}.{view}")
+        # (chronic absence and risk need 10 school days; three days of curated data have none)
+        assert rows or view in ("ministry_teachers", "ministry_staff_changes", "ministry_chronic_absence",
+                                "ministry_students_at_risk"), view  # fmt: skip
+        assert not {"student_pseudonym", "staff_pseudonym", "student", "record_key", "event_id"} & {
+            c for r in rows[:1] for c in r
+        }
+        lines: dict[tuple, list[dict]] = {}
+        for row in rows:
+            lines.setdefault(_line(row, keys), []).append(row)
+            for column in people:
+                n = row[column]
+                assert n is None or (n % 5 == 0 and (n == 0 or n >= MINIMUM)), (view, row)
+            # A withheld cell withholds all its people counts together.
+            assert len({row[c] is None for c in people}) == 1, (view, row)
+        for line, cells in lines.items():
+            hidden = sum(r[people[0]] is None for r in cells)
+            withheld_somewhere += hidden
+            assert hidden != 1 or len(cells) == 1, (view, line)
+    assert withheld_somewhere  # the data has small cells: the check above is not vacuous
+
+
+def test_a_small_school_cannot_be_read_off_its_css_minus_the_other_schools(warehouse) -> None:
+    """Selecting schools one by one in the dashboard: school 002 has 3 students, so 001
+    (its complement) is withheld too, and the CSS row minus 001 gives nothing."""
+    big = _marks("laval", MONDAY, [f"a{i}" for i in range(30)], "present", None)
+    sick = _marks("laval", MONDAY, [f"s{i}" for i in range(20)], "absent", "maladie")
+    small = _marks("laval", MONDAY, ["b0", "b1", "b2"], "absent", "maladie").assign(school_code="002")
+    warehouse.insert_frame("attendance_marks", pd.concat([big, sick, small], ignore_index=True))
+    # By motif: school 002's 3 sick students withhold 001's sick ones too (CSS 23 − 001 20 = 3).
+    by_motif = {
+        r["school"]: r["students"]
+        for r in warehouse.query(
+            f"SELECT school, students FROM {warehouse.database}.ministry_absences "
+            f"WHERE css = 'laval' AND period = 'day' AND reason = 'maladie'"
+        )
+    }
+    assert by_motif == {"": 25, "001": None, "002": None}
+    rows = {
+        r["school"]: r["students"]
+        for r in warehouse.query(
+            f"SELECT school, students FROM {warehouse.database}.ministry_attendance_rates "
+            f"WHERE css = 'laval' AND period = 'day'"
+        )
+    }
+    assert rows == {"": 55, "001": None, "002": None}
