@@ -64,6 +64,12 @@ class EngineSink:
         return self.failures < self.max_failures
 
 
+def _registry_unreachable(exc: WarehouseUnavailable) -> bool:
+    # The engine could not fetch a writer schema: the warehouse is fine, the Python route
+    # (whose codec knows the schemas) takes the batch rather than waiting.
+    return "schema id" in str(exc)
+
+
 async def write_curated(
     warehouse: Warehouse,
     sink: TableSink,
@@ -84,16 +90,18 @@ async def write_curated(
         data = b"".join(m.value or b"" for m in messages)
         insert = partial(warehouse.insert_avro, sink.table, columns, select, engine.route.structure,
                          engine.route.array, data, engine.registry_url)  # fmt: skip
-        await _with_backpressure(insert, sink.table, rows, max_backoff_s)
-    except (WarehouseRejected, ValueError) as exc:
-        engine.failures += 1
-        if engine.enabled:
-            log.warning("the engine refused a batch of %d messages for %s; the Python route isolates: %s",
-                        len(messages), sink.table, exc)  # fmt: skip
-        else:
-            log.error("the engine could not decode %s %d times in a row; Python route from now on: %s",
-                      sink.table, engine.failures, exc)  # fmt: skip
-        return await write_batch(warehouse, sink, messages, codec, max_backoff_s)
+        await _with_backpressure(insert, sink.table, rows, max_backoff_s, _registry_unreachable)
+    except (WarehouseRejected, WarehouseUnavailable, ValueError) as exc:
+        log.warning("the engine refused a batch of %d messages for %s; the Python route isolates: %s",
+                    len(messages), sink.table, exc)  # fmt: skip
+        written, letters = await write_batch(warehouse, sink, messages, codec, max_backoff_s)
+        if not letters:
+            # Python took every message: the engine, not the data, is the problem.
+            engine.failures += 1
+            if not engine.enabled:
+                log.error("the engine could not take %s %d times in a row; the Python route from now on",
+                          sink.table, engine.failures)  # fmt: skip
+        return written, letters
     engine.failures = 0
     # Observers (latency) get the smallest message, decoded: a sample, cheap at any rate.
     smallest = min(messages, key=lambda m: len(m.value or b""))
@@ -112,7 +120,10 @@ async def insert_with_backpressure(
     await _with_backpressure(partial(warehouse.insert_frame, table, frame), table, len(frame), max_backoff_s)
 
 
-async def _with_backpressure(insert: Callable[[], None], table: str, rows: int, max_backoff_s: float) -> None:
+async def _with_backpressure(
+    insert: Callable[[], None], table: str, rows: int, max_backoff_s: float,
+    not_retried: Callable[[WarehouseUnavailable], bool] = lambda _exc: False,
+) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     backoff = 0.2
     while True:
@@ -120,6 +131,8 @@ async def _with_backpressure(insert: Callable[[], None], table: str, rows: int, 
         try:
             await loop.run_in_executor(None, insert)
         except WarehouseUnavailable as exc:
+            if not_retried(exc):
+                raise
             metrics.SINK_FAILURES.labels(table).inc()
             log.warning("insert into %s failed, retrying in %.1f s: %s", table, backoff, exc)
             await asyncio.sleep(backoff)

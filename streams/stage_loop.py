@@ -45,6 +45,7 @@ class StageLoopConfig:
     client: dict[str, str]  # bootstrap and security (SASL/SSL), shared with the admin client
     group: str = STAGE_GROUP
     batch_max: int = 200  # raw messages per stage batch
+    batch_within_s: float = 0.2  # longest an idle stage waits to fill a batch (freshness)
     max_in_flight: int = 4  # batches in the stage processes at once
     fetch_wait_ms: int = 500  # long polls: a short wait makes the broker spin
     session_timeout_s: float = 6.0
@@ -118,7 +119,8 @@ class StageLoop:
             while not self._stop.is_set():
                 progressed = self._advance()
                 if len(self._inflight) < self.config.max_in_flight:
-                    timeout = 0.0 if self._inflight else 0.5
+                    # Busy: take what has arrived; idle: wait a little for a fuller batch.
+                    timeout = 0.0 if self._inflight else self.config.batch_within_s
                     if self._fetch(timeout):
                         progressed = True
                 if not progressed:

@@ -200,6 +200,7 @@ def register_stage_service(
     config = StageLoopConfig(
         client=client_config(settings),
         batch_max=settings.stream_batch_max,
+        batch_within_s=settings.stream_batch_within_s,
         max_in_flight=max(2, 2 * processes),  # one batch in each process, one waiting
         fetch_wait_ms=settings.stream_fetch_wait_ms,
         session_timeout_s=settings.broker_session_timeout_s,
