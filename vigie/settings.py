@@ -79,7 +79,10 @@ class Settings(BaseSettings):
         "inside the worker, so raw backlogs never starve the sinks; false = a Faust agent.",
     )
     stream_fetch_wait_ms: int = Field(
-        500, ge=1, description="Longest the stage's fetches wait on the broker (short waits make it spin)."
+        250,
+        ge=1,
+        description="Longest the stage's fetches wait on the broker: 50 ms makes the broker spin, "
+        "500 ms costs freshness at a steady rate (p99 2.7 s against 1.7 s at 250 ms, issue 18).",
     )
     raw_topic_partitions: int = Field(
         2,
