@@ -36,6 +36,7 @@ from streams.signing import Signer
 log = logging.getLogger(__name__)
 
 STAGE_GROUP = "vigie-stage"
+LAG_EVERY_S = 5.0  # how often the raw consumer lag is measured (a gauge of the worker)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class StageLoop:
         self._draining = False
         self.assigned = threading.Event()  # the group gave this worker its partitions once
         self.records_out = 0
+        self.lag_messages = 0  # raw messages not committed yet, on this worker's partitions
+        self._committed: dict[tuple[str, int], int] = {}
+        self._lag_at = 0.0
         self._topics = {ds: curated_topic(ds) for ds in Dataset}
         c = config
         self._consumer = Consumer({
@@ -117,6 +121,8 @@ class StageLoop:
         self._consumer.subscribe([pattern], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not self._stop.is_set():
+                if time.monotonic() - self._lag_at > LAG_EVERY_S:
+                    self._measure_lag()
                 progressed = self._advance()
                 if len(self._inflight) < self.config.max_in_flight:
                     # Busy: take what has arrived; idle: wait a little for a fuller batch.
@@ -209,6 +215,7 @@ class StageLoop:
 
     def _commit(self, batch: _Batch) -> None:
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
+        self._committed.update(batch.offsets)
         try:
             # Synchronous while draining (a rebalance or a stop must not lose the commit).
             if self._draining:
@@ -217,6 +224,21 @@ class StageLoop:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:  # e.g. partitions revoked meanwhile: read again elsewhere
             log.warning("raw offsets not committed: %s", exc)
+
+    def _measure_lag(self) -> None:
+        # From this thread (the consumer's), with the watermarks the fetches brought (no request).
+        self._lag_at = time.monotonic()
+        lag = 0
+        try:
+            for tp in self._consumer.assignment():
+                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    continue  # not fetched yet
+                done = self._committed.get((tp.topic, tp.partition), max(low, 0))
+                lag += max(0, high - done)
+        except KafkaException:
+            return
+        self.lag_messages = lag
 
     def _wait_a_little(self) -> None:
         if self._inflight and self._inflight[0].pending == -1:

@@ -160,6 +160,9 @@ def build_app(settings: Settings) -> WorkerParts:
         metrics.SCHOOL_HOURS.set(1 if in_school_hours(datetime.now(UTC)) else 0)
         for group, lag in consumer_lag(app).items():
             metrics.CONSUMER_LAG.labels(group).set(lag)
+        if stage_service is not None and stage_service.stage is not None:
+            # The raw topics are read by the stage's own consumer, not Faust's.
+            metrics.CONSUMER_LAG.labels("raw").set(stage_service.stage.lag_messages)
 
     @app.page("/panels")
     async def panels(web: Any, request: Any) -> Any:
