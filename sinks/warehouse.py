@@ -87,14 +87,16 @@ class AvroIngest(Protocol):
 
 
 def avro_insert_sql(database: str, table: str, columns: list[str], select: str, source: str, array: str,
-                    registry_url: str) -> str:  # fmt: skip
+                    registry_url: str | None = None) -> str:  # fmt: skip
     """``INSERT … SELECT`` of Confluent-framed batches read from ``source`` (a table function),
-    one row per element of ``array`` (as ``r``)."""
-    url = registry_url.replace("\\", "\\\\").replace("'", "\\'")
-    return (
-        f"INSERT INTO {database}.{table} ({', '.join(columns)}) SELECT {select} FROM {source} "
-        f"ARRAY JOIN {array} AS r SETTINGS format_avro_schema_registry_url = '{url}'"
-    )
+    one row per element of ``array`` (as ``r``); with ``registry_url``, the setting that tells
+    the engine where to fetch the writers' schemas, as a clause."""
+    head = f"INSERT INTO {database}.{table} ({', '.join(columns)})"
+    sql = f"{head} SELECT {select} FROM {source} ARRAY JOIN {array} AS r"
+    if registry_url is not None:
+        url = registry_url.replace("\\", "\\\\").replace("'", "\\'")
+        sql += f" SETTINGS format_avro_schema_registry_url = '{url}'"
+    return sql
 
 
 class ChdbWarehouse:
@@ -239,9 +241,11 @@ class ClickHouseWarehouse:
         """Insert Confluent-framed Avro batches decoded by the server (``input()`` over the
         request body). The server itself fetches the schemas from ``registry_url``."""
         shape = structure.replace("\\", "\\\\").replace("'", "\\'")
-        sql = avro_insert_sql(self.database, table, columns, select, f"input('{shape}')", array, registry_url)
+        sql = avro_insert_sql(self.database, table, columns, select, f"input('{shape}')", array)
         try:
-            self._call("command", f"{sql} FORMAT AvroConfluent", data=data)
+            # A query-level setting (an HTTP parameter): it governs how the body is parsed.
+            settings = {"format_avro_schema_registry_url": registry_url}
+            self._call("command", f"{sql} FORMAT AvroConfluent", data=data, settings=settings)
         except WarehouseUnavailable:
             raise
         except Exception as exc:

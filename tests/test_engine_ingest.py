@@ -166,3 +166,20 @@ def test_the_server_backend_stores_every_record_once_by_whichever_route_it_allow
         assert int(n) == sum(len(b["marks"]) for b in batches)
     finally:
         wh.close()
+
+
+def test_the_server_statement_parses_on_the_engine(warehouse, consent) -> None:
+    # No ClickHouse server runs here: its statement (input() over the request body, the
+    # registry as a query setting) is at least checked by the engine's own parser.
+    from sinks.engine_ingest import quote
+    from sinks.warehouse import avro_insert_sql
+
+    route = EngineRoute.for_contract(curated_contract(Dataset.GRADES))
+    columns, select = route.columns_and_select({"laval": 365}, FALLBACK_RETENTION_DAYS)
+    source = f"input({quote(route.structure)})"
+    sql = (
+        avro_insert_sql("vigie", "grade_results", columns, select, source, route.array)
+        + " FORMAT AvroConfluent"
+    )
+    parsed = warehouse.query(f"SELECT formatQuery({quote(sql)}) AS q")[0]["q"]
+    assert "input(" in parsed and "ARRAY JOIN" in parsed and parsed.rstrip().endswith("FORMAT AvroConfluent")
