@@ -30,9 +30,11 @@ from schemas.contracts import (
     load_contract,
 )
 from schemas.wire import AvroCodec
-from sinks.batch import TableSink, write_batch
+from sinks.batch import EngineSink, TableSink, write_curated
+from sinks.engine_ingest import EngineRoute
 from sinks.rows import (
     FACT_TABLES,
+    FALLBACK_RETENTION_DAYS,
     consent_frame,
     dead_letter_frame,
     fact_frame,
@@ -73,6 +75,7 @@ def _sink_agent(
     settings: SinkAgentSettings,
     on_written: Callable[[list[dict[str, Any]]], None] | None = None,
     signer: Signer | None = None,
+    engine: EngineSink | None = None,
 ) -> None:
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
     dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
@@ -86,8 +89,8 @@ def _sink_agent(
         stream = cast(faust.Stream[Any], stream)
         async for events in stream.noack_take(settings.sink_batch_max, within=settings.sink_batch_within_s):
             messages, forged = _verified(events, signer)
-            written, letters = await write_batch(
-                warehouse, sink, messages, codec, settings.sink_retry_max_backoff_s
+            written, letters = await write_curated(
+                warehouse, sink, engine, messages, codec, settings.sink_retry_max_backoff_s
             )
             letters += _forged_letters(forged, topic_name)
             if on_written is not None and written:
@@ -177,10 +180,13 @@ def register_sink_agents(
     consent: ConsentWatcher,
     organizations: Collection[str] = (),
     signer: Signer | None = None,
+    engine_registry_url: str | None = None,
 ) -> None:
     """Declare one sink agent per curated dataset, plus dead letters and heartbeats, and keep
     the warehouse's copy of the consent registry current. Heartbeats count only for
-    ``organizations``. With a ``signer``, only messages the worker signed are stored."""
+    ``organizations``. With a ``signer``, only messages the worker signed are stored (checked
+    here, in Python, whoever decodes). With ``engine_registry_url``, the engine decodes the
+    curated batches itself, fetching schemas from that registry (``sinks.engine_ingest``)."""
     for dataset in Dataset:
 
         def to_frame(batches: list[dict[str, Any]], ds: Dataset = dataset) -> pd.DataFrame:
@@ -189,7 +195,19 @@ def register_sink_agents(
 
         sink = TableSink(FACT_TABLES[dataset], curated_contract(dataset), to_frame, dataset=dataset.value)
         observe_latency = _observe_latency(dataset)
-        _sink_agent(app, curated_topic(dataset), sink, warehouse, codec, settings, observe_latency, signer)
+        engine = None
+        if engine_registry_url:
+
+            def retention(ds: Dataset = dataset) -> dict[str, int]:
+                # The consent in force now, as in to_frame; a CSS without one gets the fallback.
+                return {
+                    c.css: c.retention_days for (_css, d), c in consent.current().consents.items() if d is ds
+                }
+
+            route = EngineRoute.for_contract(curated_contract(dataset))
+            engine = EngineSink(route, retention, engine_registry_url, FALLBACK_RETENTION_DAYS)
+        _sink_agent(app, curated_topic(dataset), sink, warehouse, codec, settings, observe_latency, signer,
+                    engine)  # fmt: skip
     dead_letters = TableSink("dead_letters", load_contract(DEAD_LETTER_CONTRACT), dead_letter_frame)
     _sink_agent(app, DEAD_LETTER_TOPIC, dead_letters, warehouse, codec, settings, None, signer)
     heartbeats = TableSink("connector_heartbeats", load_contract(HEARTBEAT_CONTRACT), heartbeat_frame)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pandas as pd
@@ -77,6 +78,27 @@ class Warehouse(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class AvroIngest(Protocol):
+    """A warehouse whose engine reads Confluent-framed Avro itself (both backends)."""
+
+    def insert_avro(self, table: str, columns: list[str], select: str, structure: str, array: str,
+                    data: bytes, registry_url: str) -> None: ...  # fmt: skip
+
+
+def avro_insert_sql(database: str, table: str, columns: list[str], select: str, source: str, array: str,
+                    registry_url: str | None = None) -> str:  # fmt: skip
+    """``INSERT … SELECT`` of Confluent-framed batches read from ``source`` (a table function),
+    one row per element of ``array`` (as ``r``); with ``registry_url``, the setting that tells
+    the engine where to fetch the writers' schemas, as a clause."""
+    head = f"INSERT INTO {database}.{table} ({', '.join(columns)})"
+    sql = f"{head} SELECT {select} FROM {source} ARRAY JOIN {array} AS r"
+    if registry_url is not None:
+        url = registry_url.replace("\\", "\\\\").replace("'", "\\'")
+        sql += f" SETTINGS format_avro_schema_registry_url = '{url}'"
+    return sql
+
+
 class ChdbWarehouse:
     """chDB session on a data directory, shared by threads behind a lock."""
 
@@ -121,6 +143,29 @@ class ChdbWarehouse:
                 )
             except Exception as exc:
                 raise insert_failure(table, exc) from exc
+
+    def insert_avro(self, table: str, columns: list[str], select: str, structure: str, array: str,
+                    data: bytes, registry_url: str) -> None:  # fmt: skip
+        """Insert Confluent-framed Avro batches decoded by the engine (``file()`` over a private
+        spool file: chDB takes no insert data beside the query)."""
+        spool = self.path.parent / "spool"
+        spool.mkdir(mode=0o700, exist_ok=True)
+        path = spool / f"{table}.avro"
+        shape = structure.replace("\\", "\\\\").replace("'", "\\'")
+        source = f"file('{path}', 'AvroConfluent', '{shape}')"
+        sql = avro_insert_sql(self.database, table, columns, select, source, array, registry_url)
+        with self._lock:  # one spool file per table: the lock serializes its writers
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as spooled:
+                    spooled.write(data)
+                self._session.query(sql)
+            except OSError as exc:
+                raise WarehouseUnavailable(f"insert into {table} failed: {exc}") from exc
+            except Exception as exc:
+                raise insert_failure(table, exc) from exc
+            finally:
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
@@ -186,6 +231,21 @@ class ClickHouseWarehouse:
     def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
         try:
             self._call("insert_df", table, frame, database=self.database)
+        except WarehouseUnavailable:
+            raise
+        except Exception as exc:
+            raise insert_failure(table, exc) from exc
+
+    def insert_avro(self, table: str, columns: list[str], select: str, structure: str, array: str,
+                    data: bytes, registry_url: str) -> None:  # fmt: skip
+        """Insert Confluent-framed Avro batches decoded by the server (``input()`` over the
+        request body). The server itself fetches the schemas from ``registry_url``."""
+        shape = structure.replace("\\", "\\\\").replace("'", "\\'")
+        sql = avro_insert_sql(self.database, table, columns, select, f"input('{shape}')", array)
+        try:
+            # A query-level setting (an HTTP parameter): it governs how the body is parsed.
+            settings = {"format_avro_schema_registry_url": registry_url}
+            self._call("command", f"{sql} FORMAT AvroConfluent", data=data, settings=settings)
         except WarehouseUnavailable:
             raise
         except Exception as exc:

@@ -968,8 +968,9 @@ def reharmonize(
 def bench(
     records: Annotated[int, typer.Option(min=1000, help="Attendance marks to push end to end.")] = 300_000,
     latency_rate: Annotated[int, typer.Option(min=100, help="Records/s during the latency phase.")] = 10_000,
-    latency_seconds: Annotated[float, typer.Option(min=1, help="Length of the latency phase.")] = 15.0,
+    latency_seconds: Annotated[float, typer.Option(min=1, help="Length of the latency phase.")] = 60.0,
     seed: Annotated[int, typer.Option(help="Seed of the generated network.")] = 7,
+    runs: Annotated[int, typer.Option(min=1, help="Whole runs; every figure is their median.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Measure the embedded pipeline: records/s end to end, latency, memory, and a baseline.
@@ -977,14 +978,15 @@ def bench(
     Loads --records attendance marks (Avro, one sheet per message) into the raw topics, then
     times the worker from readiness until all are queryable in ClickHouse; then measures
     record→queryable latency at --latency-rate; then times a plain consume → decode →
-    insert of the same messages (no processing) and reports the ratio. Uses a temporary
-    data directory.
+    insert of the same messages (no processing) into a table of the same shape and reports
+    the ratio, with the CPU time per record of each process. Uses a temporary data directory;
+    with --runs N, N whole runs and their median.
     """
     from vigie.runtime.bench import run_bench
 
     settings = _settings(None)
     say = (lambda line: err.print(line)) if json_out else (lambda line: console.print(line))
-    result = run_bench(settings, records, latency_rate, latency_seconds, seed, say)
+    result = run_bench(settings, records, latency_rate, latency_seconds, seed, say, runs)
     if json_out:
         print(json.dumps(result.to_json()))
         return
@@ -993,7 +995,8 @@ def bench(
         f"[b]{r.events:,} records[/b] end to end in {r.elapsed_s} s: [b]{r.events_per_s:,.0f} records/s[/b] "
         f"(baseline passthrough {r.baseline_events_per_s:,.0f}/s, ratio {r.ratio}); latency at "
         f"{r.latency_rate_per_s:,}/s: p50 {r.p50_latency_s} s, p99 {r.p99_latency_s} s; "
-        f"worker peak RSS {r.peak_rss_mb:,.0f} MB"
+        f"worker peak RSS {r.peak_rss_mb:,.0f} MB; CPU µs/record {r.cpu_us_per_record}; "
+        f"load average {r.load_average}"
     )
 
 

@@ -73,6 +73,17 @@ class Settings(BaseSettings):
     )
     stream_batch_max: int = Field(200, description="Raw messages per stream take() batch.")
     stream_batch_within_s: float = 0.2
+    stream_own_consumer: bool = Field(
+        True,
+        description="The stage reads the raw topics with its own consumer (group 'vigie-stage') "
+        "inside the worker, so raw backlogs never starve the sinks; false = a Faust agent.",
+    )
+    stream_fetch_wait_ms: int = Field(
+        250,
+        ge=1,
+        description="Longest the stage's fetches wait on the broker: 50 ms makes the broker spin, "
+        "500 ms costs freshness at a steady rate (p99 2.7 s against 1.7 s at 250 ms, issue 18).",
+    )
     raw_topic_partitions: int = Field(
         2,
         ge=1,
@@ -100,6 +111,16 @@ class Settings(BaseSettings):
     sink_batch_max: int = Field(500, description="Curated messages per warehouse insert.")
     sink_batch_within_s: float = Field(0.3, description="Longest a sink waits to fill a batch (freshness).")
     sink_retry_max_backoff_s: float = 10.0
+    sink_engine_decode: bool = Field(
+        True,
+        description="The warehouse engine decodes curated batches itself (FORMAT AvroConfluent), "
+        "Python only isolates what it refuses; false = decode in Python.",
+    )
+    warehouse_registry_url: str = Field(
+        "",
+        description="The schema registry as the warehouse engine reaches it (a ClickHouse server "
+        "fetches schemas itself); empty = registry_url.",
+    )
     broker_session_timeout_s: float = 6.0
     pipeline_metrics_interval_s: float = Field(10.0, description="How often consumer lag is measured.")
     log_level: str = "INFO"

@@ -3,22 +3,28 @@
 One run, four phases:
 1. load: N attendance marks, Avro-encoded and batched as connectors send them (one
    sheet per message), are produced to the raw topics before anything is timed;
-2. throughput: the worker starts; the clock runs from its readiness (partitions
-   assigned, consumption starting) until all N records are queryable in ClickHouse;
-3. latency: marks are produced at a fixed rate; record→queryable latency is the
-   warehouse's ingestion time minus the record's detection time, per record;
-4. baseline: the same raw messages, consumed → decoded → inserted into the same engine
-   by a plain confluent-kafka loop with no processing, for the ratio.
-Peak RSS is the worker's high-water mark (VmHWM).
+2. throughput: the worker starts; the clock runs from its readiness (stage processes up,
+   partitions assigned) until all N records are queryable in ClickHouse (the worker's row
+   counter, read from its small ``/progress`` view every 0.1 s);
+3. latency: marks are produced at a fixed rate (default 10,000/s for 60 s); record→queryable
+   latency is the warehouse's ingestion time minus the record's detection time, per record;
+4. baseline: the same raw messages on a fresh broker with the same topics and partitions,
+   consumed (same fetch wait) → decoded → inserted into a table of the same shape as
+   ``attendance_marks`` by a plain confluent-kafka loop with no processing, for the ratio.
+Peak RSS is the worker's high-water mark (VmHWM) plus its stage processes'. CPU per record
+is each process's user + system time over the timed window, divided by the records.
+With ``runs`` > 1 the whole run is repeated and every figure is the median.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -53,9 +59,38 @@ class BenchResult:
     baseline_elapsed_s: float
     latency_rate_per_s: int
     latency_events: int
+    # CPU time per record over the timed window, by process (µs): worker main process, its
+    # stage processes together, the broker; and the baseline loop and its broker.
+    cpu_us_per_record: dict[str, float] = field(default_factory=dict)
+    load_average: float = 0.0  # 1-minute load average when the run ended (a noisy machine shows)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # each run, when there are several
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def median_result(results: list[BenchResult]) -> BenchResult:
+    """Every figure the median over the runs (the ratio recomputed from the medians), with the
+    runs themselves under ``runs``."""
+    if len(results) == 1:
+        return results[0]
+
+    def med(name: str) -> float:
+        return float(statistics.median(getattr(r, name) for r in results))
+
+    rate, base = med("events_per_s"), med("baseline_events_per_s")
+    cpu_keys = sorted({k for r in results for k in r.cpu_us_per_record})
+    cpu = {k: round(statistics.median(r.cpu_us_per_record.get(k, 0.0) for r in results), 1) for k in cpu_keys}
+    first = results[0]
+    return BenchResult(
+        events=first.events, events_per_s=round(rate, 1), baseline_events_per_s=round(base, 1),
+        ratio=round(rate / base, 3) if base else 0.0, p50_latency_s=med("p50_latency_s"),
+        p99_latency_s=med("p99_latency_s"), peak_rss_mb=med("peak_rss_mb"), messages=first.messages,
+        elapsed_s=med("elapsed_s"), baseline_elapsed_s=med("baseline_elapsed_s"),
+        latency_rate_per_s=first.latency_rate_per_s, latency_events=int(med("latency_events")),
+        cpu_us_per_record=cpu, load_average=med("load_average"),
+        runs=[{k: v for k, v in r.to_json().items() if k != "runs"} for r in results],
+    )  # fmt: skip
 
 
 class SheetFactory:
@@ -102,20 +137,21 @@ def load_raw(
     return messages
 
 
-def _count(web_url: str) -> int:
-    # The worker's own counter of attendance rows inserted: a scrape, not a warehouse query,
-    # so that measuring does not slow down what it measures. (No crash here: no redelivery.)
-    text = httpx.get(f"{web_url}/metrics", timeout=60).text
-    prefix = 'vigie_sink_rows_total{table="attendance_marks"}'
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(prefix))
+def _count(client: httpx.Client, web_url: str) -> int:
+    # The worker's own counter of attendance rows inserted, from its small /progress view: not
+    # a warehouse query nor the whole /metrics page, so that measuring does not slow down what
+    # it measures. (No crash here: no redelivery.)
+    rows: dict[str, int] = client.get(f"{web_url}/progress", timeout=60).json()["rows"]
+    return int(rows.get("attendance_marks", 0))
 
 
-def _wait_count(web_url: str, target: int, timeout_s: float, every_s: float = 0.25) -> float:
+def _wait_count(web_url: str, target: int, timeout_s: float, every_s: float = 0.1) -> float:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _count(web_url) >= target:
-            return time.monotonic()
-        time.sleep(every_s)
+    with httpx.Client() as client:
+        while time.monotonic() < deadline:
+            if _count(client, web_url) >= target:
+                return time.monotonic()
+            time.sleep(every_s)
     raise RuntimeError(f"the warehouse did not reach {target:,} records in {timeout_s:.0f} s")
 
 
@@ -129,28 +165,73 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """The worker's high-water RSS plus its stage processes' (each one's own peak, summed)."""
+def _children(pid: int) -> set[int]:
     children: set[int] = set()
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             children |= {int(c) for c in (task / "children").read_text().split()}
         except OSError:
             continue
-    return _hwm_mb(pid) + sum(_hwm_mb(c) for c in children)
+    return children
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The worker's high-water RSS plus its stage processes' (each one's own peak, summed)."""
+    return _hwm_mb(pid) + sum(_hwm_mb(c) for c in _children(pid))
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _pid_of(broker: Any) -> int:
+    # The broker's process (TansuBroker keeps it private; read-only use, for CPU figures).
+    proc = getattr(broker, "_proc", None)
+    return int(proc.pid) if proc is not None else 0
+
+
+def _cpu_snapshot(processes: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    return {name: {p: cpu_seconds(p) for p in pids} for name, pids in processes.items()}
+
+
+def _cpu_per_record(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], records: int
+) -> dict[str, float]:
+    """µs per record by group of processes; one absent at the start counts from zero."""
+    used = {
+        k: sum(cpu - before.get(k, {}).get(p, 0.0) for p, cpu in pids.items()) for k, pids in after.items()
+    }
+    return {k: round(v * 1e6 / max(records, 1), 1) for k, v in used.items()}
+
+
+# The baseline inserts into a table of the same shape as attendance_marks, with what the raw
+# marks carry in the columns the stage would fill (no keying, no harmonization).
+_BASELINE_COLUMNS = [
+    "event_id", "record_key", "css", "school_code", "group_code", "period", "sheet_date",
+    "student_pseudonym", "key_id", "age_band", "status", "absence_reason", "reason_mapped",
+    "occurred_at", "detected_at", "mapping_version", "processed_at", "row_version", "is_deleted",
+    "retention_days",
+]  # fmt: skip
 
 
 def baseline(
-    bootstrap: str, codec: AvroCodec, warehouse: ChdbWarehouse, records: int, topics: list[str]
-) -> float:
+    bootstrap: str, codec: AvroCodec, warehouse: ChdbWarehouse, records: int, topics: list[str],
+    fetch_wait_ms: int = 500,
+) -> float:  # fmt: skip
     """Plain consume → decode → insert of the raw messages, no processing: seconds taken."""
-    warehouse.command(
-        f"CREATE TABLE IF NOT EXISTS {warehouse.database}.passthrough (event_id String, css LowCardinality(String), "
-        "school_code String, group_code String, period UInt8, sheet_date Date, student_local_id String, "
-        "status_code String, detected_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree ORDER BY (css, event_id)"
-    )
+    db = warehouse.database
+    warehouse.command(f"CREATE TABLE IF NOT EXISTS {db}.passthrough AS {db}.attendance_marks")
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-baseline-{time.time_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": fetch_wait_ms})  # fmt: skip
     consumer.subscribe(topics)
     contract = raw_contract(Dataset.ATTENDANCE)
     done = 0
@@ -161,17 +242,18 @@ def baseline(
             if started is None and messages:
                 started = time.monotonic()
             rows = []
+            now = datetime.now(UTC)
             for msg in messages:
                 if msg.error() is not None:
                     continue
-                sheet = codec.decode(msg.value(), contract)
-                for m in sheet["marks"]:
-                    rows.append((m["event_id"], sheet["css"], sheet["school_code"], sheet["group_code"],
-                                 sheet["period"], sheet["sheet_date"], m["student_local_id"], m["status_code"],
-                                 m["detected_at"]))  # fmt: skip
+                s = codec.decode(msg.value(), contract)
+                for m in s["marks"]:
+                    rows.append((m["event_id"], m["record_key"] or m["event_id"], s["css"], s["school_code"], s["group_code"],
+                                 s["period"], s["sheet_date"], m["student_local_id"], "", None, m["status_code"],
+                                 None, True, m["occurred_at"], m["detected_at"], "baseline", now,
+                                 int(m["detected_at"].timestamp() * 1000), 0, 365))  # fmt: skip
             if rows:
-                frame = pd.DataFrame(rows, columns=["event_id", "css", "school_code", "group_code", "period",
-                                                    "sheet_date", "student_local_id", "status_code", "detected_at"])  # fmt: skip
+                frame = pd.DataFrame(rows, columns=_BASELINE_COLUMNS)
                 frame["sheet_date"] = pd.to_datetime(frame["sheet_date"])
                 warehouse.insert_frame("passthrough", frame)
                 consumer.commit(asynchronous=False)
@@ -183,9 +265,21 @@ def baseline(
 
 def run_bench(
     settings: Settings, records: int, latency_rate: int, latency_seconds: float, seed: int,
+    say: Callable[[str], None], runs: int = 1,
+) -> BenchResult:  # fmt: skip
+    """Run the four phases ``runs`` times, each on a throw-away data directory; the median."""
+    results = []
+    for n in range(runs):
+        if runs > 1:
+            say(f"run {n + 1} of {runs}")
+        results.append(_run_once(settings, records, latency_rate, latency_seconds, seed, say))
+    return median_result(results)
+
+
+def _run_once(
+    settings: Settings, records: int, latency_rate: int, latency_seconds: float, seed: int,
     say: Callable[[str], None],
 ) -> BenchResult:  # fmt: skip
-    """Run the four phases on a throw-away data directory."""
     work = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
     bench_settings = settings.model_copy(update={"data_dir": work / "data"})
     runtime = EmbeddedRuntime(bench_settings)
@@ -197,14 +291,21 @@ def run_bench(
         sheets = SheetFactory(settings, seed)
         say(f"loading {records:,} attendance marks into the raw topics…")
         messages = load_raw(producer, codec, sheets, records, day)
-        loaded = sum(1 for _ in messages)
+        loaded = len(messages)
         total = _records_in(messages, codec)
         say(f"loaded {total:,} marks in {loaded:,} sheets; starting the worker")
         info = runtime.start_worker(say=lambda line: None)
+        processes = {"worker": [info.worker_pid], "stage": sorted(_children(info.worker_pid)),
+                     "broker": [_pid_of(getattr(runtime, "_broker", None))]}  # fmt: skip
+        cpu0 = _cpu_snapshot(processes)
         t0 = time.monotonic()
         t1 = _wait_count(info.web_url, total, timeout_s=600)
+        # Stage processes started inside the window (a pool started lazily) count whole.
+        processes["stage"] = sorted(set(processes["stage"]) | _children(info.worker_pid))
+        cpu = _cpu_per_record(cpu0, _cpu_snapshot(processes), total)
         elapsed = t1 - t0
-        say(f"end to end: {total:,} records in {elapsed:.1f} s ({total / elapsed:,.0f} records/s)")
+        say(f"end to end: {total:,} records in {elapsed:.1f} s ({total / elapsed:,.0f} records/s); "
+            f"CPU µs/record {cpu}")  # fmt: skip
 
         say(f"latency: {latency_rate:,} records/s for {latency_seconds:.0f} s…")
         latency_start = datetime.now(UTC)
@@ -235,15 +336,16 @@ def run_bench(
             )[0]
             say("baseline: plain consume → decode → insert of the same messages…")
             # The broker stopped with the runtime: replay the input into a fresh one.
-            base = _baseline_run(bench_settings, work, messages, total, warehouse)
+            base, base_cpu = _baseline_run(bench_settings, work, messages, total, warehouse)
         finally:
             warehouse.close()
+        cpu.update(base_cpu)
         return BenchResult(
             events=total, events_per_s=round(total / elapsed, 1), baseline_events_per_s=round(total / base, 1),
             ratio=round(base / elapsed, 3), p50_latency_s=round(float(q["p50"]), 3),
             p99_latency_s=round(float(q["p99"]), 3), peak_rss_mb=round(peak, 1), messages=loaded,
             elapsed_s=round(elapsed, 2), baseline_elapsed_s=round(base, 2), latency_rate_per_s=latency_rate,
-            latency_events=int(q["n"]),
+            latency_events=int(q["n"]), cpu_us_per_record=cpu, load_average=round(os.getloadavg()[0], 2),
         )  # fmt: skip
     finally:
         runtime.stop()
@@ -257,13 +359,14 @@ def _records_in(messages: list[tuple[str, bytes]], codec: AvroCodec) -> int:
 
 def _baseline_run(
     settings: Settings, work: Path, messages: list[tuple[str, bytes]], total: int, warehouse: ChdbWarehouse
-) -> float:
+) -> tuple[float, dict[str, float]]:
     from vigie.runtime.broker import TansuBroker, ensure_topics
     from vigie.runtime.registry import RegistryServer
 
     broker = TansuBroker(0, work / "baseline-tansu.log").start()
     registry = RegistryServer("127.0.0.1", 0, settings.data_dir / "registry.json").start()
     try:
+        # The same raw topics and partitions as the pipeline read.
         topics = sorted({t for t, _ in messages})
         ensure_topics(broker.bootstrap, topics, settings.raw_topic_partitions)
         producer = make_producer(broker.bootstrap, {"linger.ms": 50, "batch.num.messages": 10000})
@@ -272,7 +375,11 @@ def _baseline_run(
             producer.poll(0)
         flush(producer, 120)
         del producer
-        return baseline(broker.bootstrap, AvroCodec.from_url(registry.url), warehouse, total, topics)
+        processes = {"baseline": [os.getpid()], "baseline_broker": [_pid_of(broker)]}
+        before = _cpu_snapshot(processes)
+        seconds = baseline(broker.bootstrap, AvroCodec.from_url(registry.url), warehouse, total, topics,
+                           settings.stream_fetch_wait_ms)  # fmt: skip
+        return seconds, _cpu_per_record(before, _cpu_snapshot(processes), total)
     finally:
         registry.stop()
         broker.stop()

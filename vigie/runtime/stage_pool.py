@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+import os
+import threading
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -68,6 +71,12 @@ def _run_in_child(messages: list[RawMessage]) -> StageOutput:
     return _CHILD_STAGE.run(messages)
 
 
+def _ping() -> int:
+    # Long enough that every child is asked while the others are busy.
+    time.sleep(0.05)
+    return os.getpid()
+
+
 class StagePool:
     """Run the stage in ``processes`` child processes, or in a thread of this process when 0."""
 
@@ -77,6 +86,7 @@ class StagePool:
         self._settings = settings
         self._local = local
         self._executor: Executor = self._new_executor()
+        self._replace_lock = threading.Lock()
 
     def _new_executor(self) -> Executor:
         if self.processes > 0:
@@ -101,6 +111,34 @@ class StagePool:
                 self._executor = self._new_executor()
                 self.restarts += 1
             return await loop.run_in_executor(self._executor, _run_in_child, messages)
+
+    def warm(self, timeout_s: float = 120.0) -> None:
+        """Start every stage process and wait until each has built its stage (key, references,
+        registry), so that start-up happens before the worker says it is ready."""
+        if self.processes == 0:
+            return
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < self.processes and time.monotonic() < deadline:
+            pings = [self._executor.submit(_ping) for _ in range(self.processes)]
+            seen |= {p.result(timeout=timeout_s) for p in pings}
+
+    def submit(self, messages: list[RawMessage]) -> Future[StageOutput]:
+        """One raw batch through the stage, from a thread: a future of its output. A pool broken
+        by a dead stage process is replaced here (the caller submits its batch again)."""
+        if self.processes == 0:
+            return self._executor.submit(self._local.run, messages)
+        executor = self._executor
+        try:
+            return executor.submit(_run_in_child, messages)
+        except BrokenProcessPool:
+            with self._replace_lock:
+                if self._executor is executor:
+                    log.error("a stream stage process died; starting a new pool")
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    self._executor = self._new_executor()
+                    self.restarts += 1
+            return self._executor.submit(_run_in_child, messages)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -31,7 +31,9 @@ from sinks.migrate import migrate_up
 from sinks.rows import organizations_frame
 from sinks.warehouse import Warehouse, open_warehouse
 from streams.agents import register_stream_agents
+from streams.curate import StageOutput, record_metrics
 from streams.signing import Signer
+from streams.stage_loop import StageLoop, StageLoopConfig, StageService
 from streams.stewardship import StewardshipLog
 from vigie.runtime.broker import BrokerError, client_config, ensure_pipeline_topics
 from vigie.runtime.datadir import secure_data_dir
@@ -97,24 +99,36 @@ def build_app(settings: Settings) -> WorkerParts:
     )
     # The worker's own topics (curated, dead letters, checked heartbeats) carry its MAC.
     signer = Signer(stage.ctx.pseudonymizer.key)
-    subscription = register_stream_agents(
-        app, list(organizations), pool.run,
-        StewardshipLog(settings.stewardship_file, settings.stewardship_retention_days), settings,
-        concurrency=max(1, processes), discovered=raw_topics_on_broker(settings.broker_url),
-        signer=signer,
-    )  # fmt: skip
-    # Faust coalesces subscription changes for 45 s by default; a new raw topic (a typo'd CSS
-    # code, an unknown dataset) should be read, and dead-lettered, sooner than that.
-    app.topics._resubscribe_sleep_lock_seconds = settings.raw_topic_discovery_s  # type: ignore[attr-defined]
-    register_sink_agents(
-        app, warehouse, codec, settings, consent, organizations=list(organizations), signer=signer
-    )
+    stewardship = StewardshipLog(settings.stewardship_file, settings.stewardship_retention_days)
+    stage_service: StageService | None = None
+    if settings.stream_own_consumer:
+        # The stage reads the raw topics in its own consumer group, so that no raw topic's
+        # backlog ever holds back the sinks' topics in Faust's one delivery loop (issue 18).
+        stage_service = register_stage_service(app, settings, pool, stewardship, signer, processes)
+    else:
+        subscription = register_stream_agents(
+            app, list(organizations), pool.run, stewardship, settings,
+            concurrency=max(1, processes), discovered=raw_topics_on_broker(settings.broker_url),
+            signer=signer,
+        )  # fmt: skip
+        # Faust coalesces subscription changes for 45 s by default; a new raw topic (a typo'd
+        # CSS code, an unknown dataset) should be read, and dead-lettered, sooner than that.
+        app.topics._resubscribe_sleep_lock_seconds = settings.raw_topic_discovery_s  # type: ignore[attr-defined]
 
-    @app.timer(settings.raw_topic_discovery_s)
-    async def discover_raw_topics() -> None:
-        names = await app.loop.run_in_executor(None, raw_topics_on_broker, settings.broker_url)
-        for topic in subscription.add(names):
-            log.warning("new raw topic %s: subscribing (unknown ones are dead-lettered)", topic)
+        @app.timer(settings.raw_topic_discovery_s)
+        async def discover_raw_topics() -> None:
+            names = await app.loop.run_in_executor(None, raw_topics_on_broker, settings.broker_url)
+            for topic in subscription.add(names):
+                log.warning("new raw topic %s: subscribing (unknown ones are dead-lettered)", topic)
+
+    # The engine decodes curated batches itself, asking this registry (it must reach it).
+    engine_registry = (
+        (settings.warehouse_registry_url or settings.registry_url) if settings.sink_engine_decode else None
+    )
+    register_sink_agents(
+        app, warehouse, codec, settings, consent, organizations=list(organizations), signer=signer,
+        engine_registry_url=engine_registry,
+    )  # fmt: skip
 
     state: dict[str, Any] = {"assigned": False}
 
@@ -124,7 +138,14 @@ def build_app(settings: Settings) -> WorkerParts:
 
     @app.page("/ready")
     async def ready(web: Any, _request: Any) -> Any:
-        return web.json({"ready": state["assigned"]}, status=200 if state["assigned"] else 503)
+        # Ready when the sinks have their partitions and the stage its processes and partitions.
+        up = state["assigned"] and (stage_service is None or stage_service.ready)
+        return web.json({"ready": up}, status=200 if up else 503)
+
+    @app.page("/progress")
+    async def progress(web: Any, _request: Any) -> Any:
+        # Rows written per table: what `vigie bench` polls (the whole /metrics page is costly).
+        return web.json({"rows": sink_rows_by_table()})
 
     @app.page("/status")
     async def status(web: Any, _request: Any) -> Any:
@@ -139,6 +160,9 @@ def build_app(settings: Settings) -> WorkerParts:
         metrics.SCHOOL_HOURS.set(1 if in_school_hours(datetime.now(UTC)) else 0)
         for group, lag in consumer_lag(app).items():
             metrics.CONSUMER_LAG.labels(group).set(lag)
+        if stage_service is not None and stage_service.stage is not None:
+            # The raw topics are read by the stage's own consumer, not Faust's.
+            metrics.CONSUMER_LAG.labels("raw").set(stage_service.stage.lag_messages)
 
     @app.page("/panels")
     async def panels(web: Any, request: Any) -> Any:
@@ -159,6 +183,42 @@ def build_app(settings: Settings) -> WorkerParts:
         return web.bytes(body, headers={"Content-Type": content_type})
 
     return WorkerParts(app, warehouse, pool)
+
+
+def sink_rows_by_table() -> dict[str, int]:
+    """The sinks' row counters (``vigie_sink_rows_total``) by table, from this process."""
+    rows: dict[str, int] = {}
+    for family in metrics.SINK_ROWS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                rows[sample.labels["table"]] = int(sample.value)
+    return rows
+
+
+def register_stage_service(
+    app: faust.App, settings: Settings, pool: StagePool, stewardship: StewardshipLog, signer: Signer,
+    processes: int,
+) -> StageService:  # fmt: skip
+    """The stream stage's own consumer loop, started and stopped with the Faust app."""
+    config = StageLoopConfig(
+        client=client_config(settings),
+        batch_max=settings.stream_batch_max,
+        batch_within_s=settings.stream_batch_within_s,
+        max_in_flight=max(2, 2 * processes),  # one batch in each process, one waiting
+        fetch_wait_ms=settings.stream_fetch_wait_ms,
+        session_timeout_s=settings.broker_session_timeout_s,
+        discovery_s=settings.raw_topic_discovery_s,
+    )
+
+    def on_output(out: StageOutput) -> None:
+        record_metrics(out)
+        stewardship.record(out.unmapped)
+        if out.dead_letters:
+            log.info("stream batch: %d dead letters", len(out.dead_letters))
+
+    service = StageService(lambda: StageLoop(config, pool.submit, on_output, signer), pool.warm)
+    app._extra_services.append(service)  # type: ignore[arg-type]  # an instance: started with the app
+    return service
 
 
 def raw_topics_on_broker(bootstrap: str, timeout_s: float = 10.0) -> list[str]:
