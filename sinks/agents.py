@@ -65,6 +65,9 @@ class SinkAgentSettings(Protocol):
     @property
     def consent_reload_s(self) -> float: ...
 
+    @property
+    def dead_letter_retention_days(self) -> int: ...
+
 
 def _sink_agent(
     app: faust.App,
@@ -208,7 +211,10 @@ def register_sink_agents(
             engine = EngineSink(route, retention, engine_registry_url, FALLBACK_RETENTION_DAYS)
         _sink_agent(app, curated_topic(dataset), sink, warehouse, codec, settings, observe_latency, signer,
                     engine)  # fmt: skip
-    dead_letters = TableSink("dead_letters", load_contract(DEAD_LETTER_CONTRACT), dead_letter_frame)
+    keep = settings.dead_letter_retention_days
+    dead_letters = TableSink(
+        "dead_letters", load_contract(DEAD_LETTER_CONTRACT), lambda d: dead_letter_frame(d, keep)
+    )
     _sink_agent(app, DEAD_LETTER_TOPIC, dead_letters, warehouse, codec, settings, None, signer)
     heartbeats = TableSink("connector_heartbeats", load_contract(HEARTBEAT_CONTRACT), heartbeat_frame)
     observe = _observe_heartbeats(organizations)

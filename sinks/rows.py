@@ -118,12 +118,15 @@ def stored_topic(topic: str, css: str | None) -> str:
     return topic
 
 
-def dead_letter_frame(letters: list[dict[str, Any]]) -> pd.DataFrame:
+def dead_letter_frame(letters: list[dict[str, Any]], retention_days: int | None = None) -> pd.DataFrame:
     """Dead letters without their payload: the warehouse never holds original bytes, nor a
-    topic name nobody vetted."""
+    topic name nobody vetted. ``retention_days`` sets their TTL (migration 0005's default,
+    90 days, when None)."""
     rows = [{c: d[c] for c in DEAD_LETTER_COLUMNS} for d in letters]
     for row in rows:
         row["source_topic"] = stored_topic(row["source_topic"], row["css"])
+        if retention_days is not None:
+            row["retention_days"] = retention_days
     return pd.DataFrame(rows)
 
 

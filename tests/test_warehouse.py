@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -138,3 +138,22 @@ def test_corrections_replace_deletions_hide_and_late_old_versions_lose(
     assert rows[first["record_key"]]["event_id"] == "v2"
     assert rows[first["record_key"]]["status"] == "present"
     assert batch["marks"][1]["record_key"] not in rows
+
+
+def test_dead_letters_expire_after_their_retention(warehouse) -> None:
+    """Dead letters carry a TTL like every fact table (VIGIE_DEAD_LETTER_RETENTION_DAYS): one
+    older than its retention is gone after the engine applies TTLs."""
+    now = datetime.now(UTC)
+
+    def letter(i: str, failed_at: datetime) -> dict:
+        return {"dead_letter_id": i, "failed_at": failed_at, "stage": "decode", "reason_code": "undecodable",
+                "reason": "value: not Avro", "source_topic": "raw.laval.grades", "source_partition": 0,
+                "source_offset": 1, "css": "laval", "dataset": "grades", "event_id": None, "record_count": 0}  # fmt: skip
+
+    old, fresh = letter("old", now - timedelta(days=10)), letter("fresh", now - timedelta(days=1))
+    warehouse.insert_frame("dead_letters", dead_letter_frame([old, fresh], retention_days=7))
+    db = warehouse.database
+    assert {r["retention_days"] for r in warehouse.query(f"SELECT retention_days FROM {db}.dead_letters")} == {7}
+    warehouse.command(f"OPTIMIZE TABLE {db}.dead_letters FINAL")
+    kept = [r["dead_letter_id"] for r in warehouse.query(f"SELECT dead_letter_id FROM {db}.dead_letters")]
+    assert kept == ["fresh"]

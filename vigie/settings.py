@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     language: Literal["fr", "en"] = Field(
         "fr", description="Language of `vigie report` (French by default; 'en' for the English boards)."
     )
+    dead_letter_retention_days: int = Field(
+        90, ge=1, le=3650, description="Days a dead letter's summary row stays in the warehouse (its TTL)."
+    )
     suppression_minimum: int = Field(
         5, ge=5, description="Smallest count of individuals an aggregate may show (5 at least; some use 10)."
     )
