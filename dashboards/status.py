@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from dashboards.labels import Language, label
 from schemas.contracts import Dataset
 from schemas.organizations import Organization
 from sinks.rows import FACT_TABLES
@@ -116,18 +117,30 @@ def status_from_json(data: list[dict[str, Any]]) -> list[OrganizationStatus]:
     return out
 
 
-def _cell(st: DatasetStatus) -> str:
+# The status table's words; French by default (Québec's public administration), English
+# for the English school boards' operators (VIGIE_LANGUAGE=en).
+_WORDS: dict[str, dict[str, str]] = {
+    "fr": {"title": "Vigie — état du réseau ({n} organismes)", "organization": "Organisme",
+           "dead": "Refusés", "last": "Dernier (UTC)", "never": "jamais",
+           "no_consent": "sans consentement", "network": "réseau"},
+    "en": {"title": "Vigie — network status ({n} organizations)", "organization": "Organization",
+           "dead": "Dead", "last": "Last (UTC)", "never": "never",
+           "no_consent": "no consent", "network": "network"},
+}  # fmt: skip
+
+
+def _cell(st: DatasetStatus, words: dict[str, str]) -> str:
     if not st.consented:
-        return "[dim]no consent[/dim]"
+        return f"[dim]{words['no_consent']}[/dim]"
     if st.events == 0:
         return "[yellow]0[/yellow]"
     return f"{st.events:,}"
 
 
-def _short_time(stamp: str | None) -> str:
+def _short_time(stamp: str | None, never: str = "jamais") -> str:
     """'2026-11-22 13:51:07.123' → '11-22 13:51'."""
     if not stamp:
-        return "[red]never[/red]"
+        return f"[red]{never}[/red]"
     return stamp[5:16]
 
 
@@ -142,24 +155,26 @@ def rejection_note(s: OrganizationStatus) -> str:
     return ", ".join(parts)
 
 
-def render_status(statuses: list[OrganizationStatus], console: Console) -> None:
-    """Print the status table: one row per organization."""
-    table = Table(title=f"Vigie — network status ({len(statuses)} organizations)", box=box.SIMPLE_HEAD)
-    table.add_column("Organization", no_wrap=True)
+def render_status(statuses: list[OrganizationStatus], console: Console, lang: Language = "fr") -> None:
+    """Print the status table: one row per organization, in French (default) or English."""
+    words = _WORDS[lang]
+    table = Table(title=words["title"].format(n=len(statuses)), box=box.SIMPLE_HEAD)
+    table.add_column(words["organization"], no_wrap=True)
     for ds in Dataset:
-        table.add_column(ds.value, justify="right", no_wrap=True)
-    table.add_column("Dead", justify="right")
-    table.add_column("Last (UTC)", no_wrap=True)
+        table.add_column(label(ds.value, lang), justify="right", no_wrap=True)
+    table.add_column(words["dead"], justify="right")
+    table.add_column(words["last"], no_wrap=True)
     totals = dict.fromkeys([ds.value for ds in Dataset], 0)
     for s in statuses:
         last = max((d.last_event_at for d in s.datasets.values() if d.last_event_at), default=None)
         for ds in Dataset:
             totals[ds.value] += s.datasets[ds.value].events
         table.add_row(
-            s.code, *[_cell(s.datasets[ds.value]) for ds in Dataset],
+            s.code, *[_cell(s.datasets[ds.value], words) for ds in Dataset],
             str(s.dead_letters) if s.dead_letters else "",
-            _short_time(last) + (f" [yellow]{rejection_note(s)}[/yellow]" if rejection_note(s) else ""),
+            _short_time(last, words["never"])
+            + (f" [yellow]{rejection_note(s)}[/yellow]" if rejection_note(s) else ""),
         )  # fmt: skip
     table.add_section()
-    table.add_row("[b]network[/b]", *[f"[b]{totals[ds.value]:,}[/b]" for ds in Dataset], "", "")
+    table.add_row(f"[b]{words['network']}[/b]", *[f"[b]{totals[ds.value]:,}[/b]" for ds in Dataset], "", "")
     console.print(table)

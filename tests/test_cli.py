@@ -43,7 +43,10 @@ def test_status_json_lists_the_72_organizations_on_a_fresh_data_dir(tmp_path: Pa
 def test_status_table_is_readable(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0
-    assert "montreal" in result.output and "no consent" in result.output
+    assert "montreal" in result.output and "sans consentement" in result.output  # French by default
+    assert "Présences" in result.output and "Organisme" in result.output
+    english = runner.invoke(app, ["status", "--data-dir", str(tmp_path)], env={"VIGIE_LANGUAGE": "en"})
+    assert english.exit_code == 0 and "no consent" in english.output and "Attendance" in english.output
 
 
 @pytest.mark.parametrize("args", [["demo", "--minutes", "-1"], ["demo", "--minutes", "abc"],

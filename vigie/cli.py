@@ -128,7 +128,7 @@ def demo(
     if json_out:
         print(json.dumps(status_to_json(result.statuses), indent=2))
     else:
-        render_status(result.statuses, console)
+        render_status(result.statuses, console, settings.language)
     if not result.drained:
         raise _fail("not every record sent was accounted for before the drain timeout")
 
@@ -156,9 +156,12 @@ def status(
     if json_out:
         print(json.dumps(status_to_json(statuses), indent=2))
         return
-    render_status(statuses, console)
-    where = {"worker": "running worker", "server": "ClickHouse server"}.get(source, str(settings.data_dir))
-    console.print(f"[dim]source: {where}[/dim]")
+    render_status(statuses, console, settings.language)
+    names = {
+        "fr": {"worker": "worker en cours", "server": "serveur ClickHouse"},
+        "en": {"worker": "running worker", "server": "ClickHouse server"},
+    }[settings.language]
+    console.print(f"[dim]source : {names.get(source, str(settings.data_dir))}[/dim]")
 
 
 @app.command()
