@@ -181,8 +181,8 @@ def curate_messages(
         curated[dataset].extend(outcome.records)
         label = known or "inconnu"  # a Prometheus label: never a string the sender chose
         out.records[(dataset.value, label, "curated")] += len(outcome.records)
-        if outcome.records:
-            out.last_event_at[(css, dataset.value)] = now.timestamp()
+        if outcome.records and known:  # a gauge label: only an organization of the reference
+            out.last_event_at[(known, dataset.value)] = now.timestamp()
         out.unmapped.update(u for u in outcome.unmapped if known)
         for rejection in outcome.rejections:
             payload = None

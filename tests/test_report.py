@@ -52,7 +52,7 @@ def test_report_of_a_running_pipeline_renders_every_panel_in_chromium(tmp_path: 
         ARTIFACTS.mkdir(exist_ok=True)
         page, data = ARTIFACTS / "report.html", tmp_path / "panels.json"
         done = vigie("report", "--out", str(page), "--data", str(data), "--days", "40", data_dir=data_dir)
-        assert "from the worker" in done.stdout
+        assert "source : worker en cours" in done.stdout
 
     results = json.loads(data.read_text())
     panels = {p.title[0]: p for d in DASHBOARDS for p in d.panels if not p.promql}

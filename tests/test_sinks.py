@@ -302,5 +302,5 @@ def test_status_and_report_read_a_server_warehouse(warehouse_process, tmp_path: 
     from dashboards.panels import DASHBOARDS
 
     sql_panels = sum(1 for d in DASHBOARDS for p in d.panels if not p.promql)
-    assert "from the server" in report.stdout and f"{sql_panels} panels" in report.stdout  # empty store
+    assert "serveur ClickHouse" in report.stdout and f"{sql_panels} panneaux" in report.stdout  # empty store
     assert "Vigie — assiduité" in (tmp_path / "r.html").read_text()

@@ -133,6 +133,15 @@ def demo(
         raise _fail("not every record sent was accounted for before the drain timeout")
 
 
+def _source_name(source: str, settings: Settings, lang: str | None = None) -> str:
+    """Where `status` and `report` read from, in the operator's language."""
+    names = {
+        "fr": {"worker": "worker en cours", "server": "serveur ClickHouse"},
+        "en": {"worker": "running worker", "server": "ClickHouse server"},
+    }[lang or settings.language]
+    return names.get(source, str(settings.data_dir))
+
+
 @app.command()
 def status(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -157,11 +166,7 @@ def status(
         print(json.dumps(status_to_json(statuses), indent=2))
         return
     render_status(statuses, console, settings.language)
-    names = {
-        "fr": {"worker": "worker en cours", "server": "serveur ClickHouse"},
-        "en": {"worker": "running worker", "server": "ClickHouse server"},
-    }[settings.language]
-    console.print(f"[dim]source : {names.get(source, str(settings.data_dir))}[/dim]")
+    console.print(f"[dim]source : {_source_name(source, settings)}[/dim]")
 
 
 @app.command()
@@ -212,7 +217,11 @@ def report(
     except OSError as exc:
         raise _fail(f"cannot write the report: {exc}") from None
     shown = sum(1 for r in results if r.rows)
-    console.print(f"{out}: {len(results)} panels ({shown} with rows), from the {source}")
+    where = _source_name(source, settings, page_lang)
+    if page_lang == "en":
+        console.print(f"{out}: {len(results)} panels ({shown} with rows), source: {where}")
+    else:
+        console.print(f"{out} : {len(results)} panneaux ({shown} avec des lignes), source : {where}")
 
 
 @dashboards_app.command("export")
