@@ -23,7 +23,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
-from streams.absence_corpus import augment, training_examples, training_files
+from streams.absence_corpus import Example, augment, training_examples, training_files
 
 MODEL_VERSION = "svm-charwb25-word12-c1-aug2-fill2-lead"  # change when the recipe changes
 
@@ -59,7 +59,12 @@ class TextModel:
     @classmethod
     def train(cls, mappings_dir: Path) -> TextModel:
         """Train from the corpus in ``mappings_dir`` (deterministic: fixed seeds, no shuffling)."""
-        rows = augment(training_examples(mappings_dir))
+        return cls.fit(training_examples(mappings_dir), corpus_fingerprint(mappings_dir))
+
+    @classmethod
+    def fit(cls, examples: Sequence[Example], fingerprint: str) -> TextModel:
+        """Train from labelled examples (the cross-validation trains on part of the corpus)."""
+        rows = augment(examples)
         pipeline = make_pipeline(
             make_union(
                 TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
@@ -68,7 +73,7 @@ class TextModel:
             LinearSVC(C=1.0, random_state=0),
         )
         pipeline.fit([t for t, _ in rows], [c for _, c in rows])
-        return cls(pipeline, corpus_fingerprint(mappings_dir))
+        return cls(pipeline, fingerprint)
 
     def predict(self, texts: Sequence[str]) -> list[tuple[str, float, float]]:
         """Best category, its margin and its lead over the runner-up for each normalized text."""

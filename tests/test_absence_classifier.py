@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from streams.absence import CANONICAL_REASONS, AbsenceClassifier, normalize
+from streams.absence import CANONICAL_REASONS, AbsenceClassifier, cross_validate, normalize
 from streams.absence_corpus import (
     CorpusError,
     Example,
@@ -122,19 +122,20 @@ def test_training_grows_without_copying_dev_or_held_out_lines(name: str, already
 
 
 @pytest.mark.parametrize(
-    ("name", "accuracy"),
-    [("dev.tsv", 0.97), ("heldout.tsv", 0.97), ("heldout2.tsv", 0.97), ("heldout3.tsv", 0.94)],
-)
+    ("name", "accuracy", "wrong"),
+    [("dev.tsv", 0.97, 0.011), ("heldout.tsv", 0.97, 0.015), ("heldout2.tsv", 0.97, 0.011),
+     ("heldout3.tsv", 0.94, 0.011),
+     ("heldout4.tsv", 0.89, 0.027)],  # its first measurement (89.7 %, 2.6 % wrong): a floor, not the goal
+)  # fmt: skip
 def test_accuracy_and_wrong_categories_on_the_corpus_sets(
-    harmonizer: Harmonizer, name: str, accuracy: float
+    harmonizer: Harmonizer, name: str, accuracy: float, wrong: float
 ) -> None:
     """Guards against regressions (the figures are in the README); held-out misses must not be
-    copied into train.tsv — write new held-out examples instead."""
-    right, wrong = _score(harmonizer, name)
+    copied into train.tsv — write new held-out examples instead. A wrong category is worse
+    than `inconnu`, which a steward still sees."""
+    right, wrong_rate = _score(harmonizer, name)
     assert right >= accuracy
-    assert wrong <= (
-        0.015 if name == "heldout.tsv" else 0.011
-    )  # a wrong category is worse than `inconnu`, which a steward still sees
+    assert wrong_rate <= wrong
 
 
 @pytest.mark.parametrize(
@@ -321,3 +322,22 @@ def test_a_flood_of_distinct_long_texts_keeps_the_cache_bounded(monkeypatch: pyt
         assert found.category == "maladie"
     cache = classifier._cache  # the bound is what is under test
     assert len(cache) <= 1_000 and max(len(k) for k in cache) <= streams.absence.TEXT_MAX
+
+
+def test_cross_validation_scores_each_line_by_a_model_that_never_saw_it(tmp_path: Path) -> None:
+    corpus = tmp_path / "absence_corpus"
+    lines = [
+        f"{word} numero {i}\t{category}"
+        for i in range(10)
+        for word, category in (
+            ("grippe", "maladie"),
+            ("dentiste", "sante_rdv"),
+            ("tempete", "transport_meteo"),
+        )
+    ]
+    lines.append("zorglub\tvoyage")  # a concept no other line teaches: never right when scored
+    corpus.mkdir()
+    (corpus / "train.tsv").write_text("text\tcategory\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    right, wrong = cross_validate(tmp_path, folds=5)
+    assert right == pytest.approx(30 / 31)
+    assert wrong <= 1 / 31
