@@ -75,8 +75,19 @@ _SANCTION = re.compile(
 _SUSPENSION_PROPER = re.compile(r"\b(suspen\w*|suspandu\w*|susp|expuls\w*|expelled)\b")
 
 
+# A medical appointment comes before a school activity (the labelling's order): « sortie
+# scolaire et rdv médecin » is the model's to decide, which learned it from such lines.
+_MEDICAL_APPOINTMENT = re.compile(
+    r"\b(rdv|rendez vous|rv|appt|appointment|medecin|docteur|doctor|dr|dentiste?|clinique|clinic"
+    r"|hopital|hospital|orthodontiste|pediatre)\b"
+)
+
+
 def _rule_applies(reason: str, norm: str) -> bool:
-    """A rule's pattern matched; the suspension rule yields to weather and to the nurse."""
+    """A rule's pattern matched; the suspension rule yields to weather and to the nurse, the
+    school-trip rule to a medical appointment."""
+    if reason == "activite_scolaire":
+        return not _MEDICAL_APPOINTMENT.search(norm)
     if reason != "suspension" or _SANCTION.search(norm):
         return True
     if _NOT_A_SANCTION.search(norm):
@@ -185,6 +196,8 @@ class AbsenceClassifier:
         return found
 
     def _by_rules_or_model(self, norm: str) -> Classification:
+        if not any(len(word) > 1 for word in norm.split()):
+            return UNMAPPED  # « s.o. », « a m », « x »: initials and keystrokes, never a reason
         for reason, pattern in RULES:
             if pattern.search(norm) and _rule_applies(reason, norm):
                 return Classification(reason, 1.0, True, "rule")

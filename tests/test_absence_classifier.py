@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from streams.absence import CANONICAL_REASONS, AbsenceClassifier, cross_validate, normalize
+from streams.absence import CANONICAL_REASONS, AbsenceClassifier, Classification, cross_validate, normalize
 from streams.absence_corpus import (
     CorpusError,
     Example,
@@ -166,6 +166,17 @@ def test_the_suspension_rule_yields_to_weather_and_to_the_nurse(
     harmonizer: Harmonizer, text: str, reason: str
 ) -> None:
     assert harmonizer.absence.classify_text(text).category == reason
+
+
+def test_a_medical_appointment_comes_before_a_school_trip(harmonizer: Harmonizer) -> None:
+    found = harmonizer.absence.classify_text("rdv chez le dentiste, sortie scolaire manquée")
+    assert found.category == "sante_rdv" and found.by == "model"
+    assert harmonizer.absence.classify_text("sortie scolaire au musée").by == "rule"
+
+
+@pytest.mark.parametrize("text", ["s.o.", "x", "a m", "N/D", "p.s"])
+def test_initials_and_keystrokes_are_never_a_reason(harmonizer: Harmonizer, text: str) -> None:
+    assert harmonizer.absence.classify_text(text) == Classification("inconnu", 0.0, False)
 
 
 def test_a_text_between_two_reasons_is_left_to_the_stewards(harmonizer: Harmonizer) -> None:
