@@ -4,7 +4,8 @@ Files are tab-separated ``text<TAB>category`` with a header line, UTF-8:
 
 - ``mappings/absence_corpus/train.tsv`` — what the model learns from;
 - ``mappings/absence_corpus/dev.tsv`` — what thresholds and features were chosen on;
-- ``mappings/absence_corpus/heldout.tsv`` — written first, never tuned on;
+- ``mappings/absence_corpus/heldout*.tsv`` — each written before a change and scored once, never
+  tuned on (README, "Motifs d'absence");
 - ``mappings/absence_texts/<css>.tsv`` — the stewards' mappings, one file per CSS: exact
   for that CSS, and training data for every CSS;
 - ``mappings/absence_keywords.csv`` — the former keyword lexicon, kept as training data.

@@ -23,9 +23,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
-from streams.absence_corpus import augment, training_examples, training_files
+from streams.absence_corpus import Example, augment, training_examples, training_files
 
-MODEL_VERSION = "svm-charwb25-word12-c1-aug2-fill2"  # change when the recipe changes
+MODEL_VERSION = "svm-charwb25-word12-c1-aug2-fill2-lead"  # change when the recipe changes
 
 
 def corpus_fingerprint(mappings_dir: Path) -> str:
@@ -59,7 +59,12 @@ class TextModel:
     @classmethod
     def train(cls, mappings_dir: Path) -> TextModel:
         """Train from the corpus in ``mappings_dir`` (deterministic: fixed seeds, no shuffling)."""
-        rows = augment(training_examples(mappings_dir))
+        return cls.fit(training_examples(mappings_dir), corpus_fingerprint(mappings_dir))
+
+    @classmethod
+    def fit(cls, examples: Sequence[Example], fingerprint: str) -> TextModel:
+        """Train from labelled examples (the cross-validation trains on part of the corpus)."""
+        rows = augment(examples)
         pipeline = make_pipeline(
             make_union(
                 TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
@@ -68,18 +73,18 @@ class TextModel:
             LinearSVC(C=1.0, random_state=0),
         )
         pipeline.fit([t for t, _ in rows], [c for _, c in rows])
-        return cls(pipeline, corpus_fingerprint(mappings_dir))
+        return cls(pipeline, fingerprint)
 
-    def predict(self, texts: Sequence[str]) -> list[tuple[str, float]]:
-        """Best category and its margin for each normalized text."""
+    def predict(self, texts: Sequence[str]) -> list[tuple[str, float, float]]:
+        """Best category, its margin and its lead over the runner-up for each normalized text."""
         if not texts:
             return []
         scores = self._pipeline.decision_function(list(texts))
-        best = scores.argmax(axis=1)
-        return [(self.classes[int(k)], float(row[k])) for row, k in zip(scores, best, strict=True)]
+        return [self._best(row) for row in scores]
 
-    def predict_one(self, text: str) -> tuple[str, float]:
-        """Best category and its margin for one normalized text (same result as ``predict``)."""
+    def predict_one(self, text: str) -> tuple[str, float, float]:
+        """Best category, its margin and its lead over the runner-up for one normalized text
+        (same result as ``predict``)."""
         scores = self._intercept.copy()
         for analyze, vocabulary, idf, offset in self._parts:
             counts = Counter(g for g in analyze(text) if g in vocabulary)
@@ -90,8 +95,12 @@ class TextModel:
             weights = np.array([t * idf[c] for c, t in zip(columns, tf, strict=True)])
             weights /= math.sqrt(float(weights @ weights))  # each vectorizer is l2-normalized
             scores += weights @ self._coef_t[[offset + c for c in columns]]
-        best = int(scores.argmax())
-        return self.classes[best], float(scores[best])
+        return self._best(scores)
+
+    def _best(self, scores: np.ndarray) -> tuple[str, float, float]:
+        """The best class of one row of SVM scores, its margin, and its lead over the second."""
+        second, best = (int(k) for k in np.argsort(scores, kind="stable")[-2:])
+        return self.classes[best], float(scores[best]), float(scores[best] - scores[second])
 
 
 _MODELS: dict[tuple[str, str], TextModel] = {}

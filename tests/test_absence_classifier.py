@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from streams.absence import CANONICAL_REASONS, AbsenceClassifier, normalize
+from streams.absence import CANONICAL_REASONS, AbsenceClassifier, Classification, cross_validate, normalize
 from streams.absence_corpus import (
     CorpusError,
     Example,
@@ -84,6 +84,7 @@ def test_accuracy_on_the_held_out_set_does_not_regress(harmonizer: Harmonizer) -
 MAPPINGS = Settings().mappings_dir
 CORPUS = MAPPINGS / "absence_corpus"
 runner = CliRunner()
+EVALUATION_SETS = ("dev.tsv", "heldout.tsv", "heldout2.tsv", "heldout3.tsv", "heldout4.tsv", "heldout5.tsv")
 
 
 def _score(harmonizer: Harmonizer, name: str) -> tuple[float, float]:
@@ -92,7 +93,7 @@ def _score(harmonizer: Harmonizer, name: str) -> tuple[float, float]:
 
 
 def test_corpus_covers_every_category_in_both_languages() -> None:
-    for name in ("train.tsv", "dev.tsv", "heldout.tsv", "heldout2.tsv", "heldout3.tsv"):
+    for name in ("train.tsv", *EVALUATION_SETS):
         rows = read_labelled(CORPUS / name)
         assert {r.category for r in rows} == set(CANONICAL_REASONS), name
         assert any(r.text == "" for r in rows), f"{name}: the empty motif is a case"
@@ -103,24 +104,40 @@ def test_corpus_covers_every_category_in_both_languages() -> None:
 
 def test_the_model_never_learns_from_the_dev_or_held_out_sets() -> None:
     names = {p.name for p in training_files(MAPPINGS)}
-    assert not names & {"dev.tsv", "heldout.tsv", "heldout2.tsv", "heldout3.tsv"}
+    assert not names & set(EVALUATION_SETS)
     assert "train.tsv" in names
 
 
 @pytest.mark.parametrize(
-    ("name", "accuracy"),
-    [("dev.tsv", 0.97), ("heldout.tsv", 0.97), ("heldout2.tsv", 0.97), ("heldout3.tsv", 0.94)],
-)
+    ("name", "already_shared"),
+    [("dev.tsv", 44), ("heldout.tsv", 83), ("heldout2.tsv", 90), ("heldout3.tsv", 19), ("heldout4.tsv", 0),
+     ("heldout5.tsv", 0)],
+)  # fmt: skip
+def test_training_grows_without_copying_dev_or_held_out_lines(name: str, already_shared: int) -> None:
+    """A training line equal to an evaluation line makes the figure measure memory. The older
+    sets share common lines (« malade », « voyage ») written before this guard (``--unseen``
+    leaves them out); no growth of train.tsv may add one."""
+    learned = {normalize(e.text) for e in training_examples(MAPPINGS)} - {""}
+    shared = sum(normalize(r.text) in learned for r in read_labelled(CORPUS / name))
+    assert shared <= already_shared, f"{name}: {shared} lines are also training lines"
+
+
+@pytest.mark.parametrize(
+    ("name", "accuracy", "wrong"),
+    [("dev.tsv", 0.97, 0.011), ("heldout.tsv", 0.97, 0.015), ("heldout2.tsv", 0.97, 0.011),
+     ("heldout3.tsv", 0.94, 0.011),
+     ("heldout4.tsv", 0.89, 0.027),  # its first measurement (89.7 %, 2.6 % wrong): a floor, not the goal
+     ("heldout5.tsv", 0.98, 0.005)],  # its first measurement: 98.4 %, 0.4 % wrong
+)  # fmt: skip
 def test_accuracy_and_wrong_categories_on_the_corpus_sets(
-    harmonizer: Harmonizer, name: str, accuracy: float
+    harmonizer: Harmonizer, name: str, accuracy: float, wrong: float
 ) -> None:
     """Guards against regressions (the figures are in the README); held-out misses must not be
-    copied into train.tsv — write new held-out examples instead."""
-    right, wrong = _score(harmonizer, name)
+    copied into train.tsv — write new held-out examples instead. A wrong category is worse
+    than `inconnu`, which a steward still sees."""
+    right, wrong_rate = _score(harmonizer, name)
     assert right >= accuracy
-    assert wrong <= (
-        0.015 if name == "heldout.tsv" else 0.011
-    )  # a wrong category is worse than `inconnu`, which a steward still sees
+    assert wrong_rate <= wrong
 
 
 @pytest.mark.parametrize(
@@ -135,6 +152,43 @@ def test_accuracy_and_wrong_categories_on_the_corpus_sets(
 def test_rules_decide_what_must_be_exact(harmonizer: Harmonizer, text: str, reason: str) -> None:
     found = harmonizer.absence.classify_text(text)
     assert (found.category, found.by) == (reason, "rule")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("transport scolaire suspendu en raison de la tempête", "transport_meteo"),  # the service, in a storm
+     ("autobus suspendus à cause du verglas", "transport_meteo"),
+     ("renvoyé à la maison par l'infirmière, fièvre", "maladie"),  # the nurse is not a sanction
+     ("suspendu pour bataille, jour de tempête", "suspension"),  # a sanction word keeps the rule
+     ("suspendu et malade", "suspension")],
+)  # fmt: skip
+def test_the_suspension_rule_yields_to_weather_and_to_the_nurse(
+    harmonizer: Harmonizer, text: str, reason: str
+) -> None:
+    assert harmonizer.absence.classify_text(text).category == reason
+
+
+def test_a_medical_appointment_comes_before_a_school_trip(harmonizer: Harmonizer) -> None:
+    found = harmonizer.absence.classify_text("rdv chez le dentiste, sortie scolaire manquée")
+    assert found.category == "sante_rdv" and found.by == "model"
+    assert harmonizer.absence.classify_text("sortie scolaire au musée").by == "rule"
+
+
+@pytest.mark.parametrize("text", ["s.o.", "x", "a m", "N/D", "p.s"])
+def test_initials_and_keystrokes_are_never_a_reason(harmonizer: Harmonizer, text: str) -> None:
+    assert harmonizer.absence.classify_text(text) == Classification("inconnu", 0.0, False)
+
+
+def test_a_text_between_two_reasons_is_left_to_the_stewards(harmonizer: Harmonizer) -> None:
+    """Below the lead over the runner-up the answer is inconnu, whatever the best score."""
+    classifier = harmonizer.absence
+    strict = AbsenceClassifier(
+        {}, classifier._model, threshold=classifier.threshold, min_lead=100.0
+    )  # no lead is that large
+    found = strict.classify_text("fievre depuis hier")
+    assert (found.category, found.by) == ("inconnu", "model")
+    assert strict.fingerprint != classifier.fingerprint  # the decision rule is part of the mapping version
+    assert classifier.classify_text("fievre depuis hier").category == "maladie"
 
 
 @pytest.mark.parametrize(
@@ -264,9 +318,10 @@ def test_the_one_text_path_scores_exactly_like_the_pipeline() -> None:
     model = TextModel.train(MAPPINGS)
     texts = [normalize(r.text) for name in ("dev.tsv", "heldout2.tsv") for r in read_labelled(CORPUS / name)]
     texts += ["", "zzzz qqq", "a", "é" * 300]
-    for text, (category, margin) in zip(texts, model.predict(texts), strict=True):
-        fast_category, fast_margin = model.predict_one(text)
+    for text, (category, margin, lead) in zip(texts, model.predict(texts), strict=True):
+        fast_category, fast_margin, fast_lead = model.predict_one(text)
         assert fast_category == category and abs(fast_margin - margin) < 1e-9, text
+        assert abs(fast_lead - lead) < 1e-9 and lead >= 0.0, text
 
 
 def test_a_flood_of_distinct_long_texts_keeps_the_cache_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,3 +335,22 @@ def test_a_flood_of_distinct_long_texts_keeps_the_cache_bounded(monkeypatch: pyt
         assert found.category == "maladie"
     cache = classifier._cache  # the bound is what is under test
     assert len(cache) <= 1_000 and max(len(k) for k in cache) <= streams.absence.TEXT_MAX
+
+
+def test_cross_validation_scores_each_line_by_a_model_that_never_saw_it(tmp_path: Path) -> None:
+    corpus = tmp_path / "absence_corpus"
+    lines = [
+        f"{word} numero {i}\t{category}"
+        for i in range(10)
+        for word, category in (
+            ("grippe", "maladie"),
+            ("dentiste", "sante_rdv"),
+            ("tempete", "transport_meteo"),
+        )
+    ]
+    lines.append("zorglub\tvoyage")  # a concept no other line teaches: never right when scored
+    corpus.mkdir()
+    (corpus / "train.tsv").write_text("text\tcategory\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    right, wrong = cross_validate(tmp_path, folds=5)
+    assert right == pytest.approx(30 / 31)
+    assert wrong <= 1 / 31
