@@ -142,8 +142,11 @@ class AbsenceClassifier:
         self.fingerprint = digest.hexdigest()[:16]
 
     @classmethod
-    def from_dir(cls, mappings_dir: Path, threshold: float = DEFAULT_THRESHOLD) -> AbsenceClassifier:
-        """Load ``absence/<css>.csv`` code lists, the stewards' texts and the model."""
+    def from_dir(
+        cls, mappings_dir: Path, threshold: float = DEFAULT_THRESHOLD, model_cache: Path | None = None
+    ) -> AbsenceClassifier:
+        """Load ``absence/<css>.csv`` code lists, the stewards' texts and the model (read from
+        ``model_cache`` when it holds this corpus's model)."""
         local: dict[str, dict[str, str]] = {}
         for path in sorted((mappings_dir / "absence").glob("*.csv")):
             with path.open(encoding="utf-8", newline="") as f:
@@ -154,7 +157,7 @@ class AbsenceClassifier:
             css: {normalize(e.text): e.category for e in read_labelled(path)}
             for css, path in steward_files(mappings_dir).items()
         }
-        return cls(local, load_model(mappings_dir), steward, threshold)
+        return cls(local, load_model(mappings_dir, model_cache), steward, threshold)
 
     def knows_css(self, css: str) -> bool:
         """True when the CSS has a local code list."""

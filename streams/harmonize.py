@@ -82,8 +82,8 @@ def _read(path: Path) -> list[dict[str, str]]:
 class Harmonizer:
     """All per-CSS mapping tables, loaded once from ``mappings_dir``."""
 
-    def __init__(self, mappings_dir: Path) -> None:
-        self.absence = AbsenceClassifier.from_dir(mappings_dir)
+    def __init__(self, mappings_dir: Path, model_cache: Path | None = None) -> None:
+        self.absence = AbsenceClassifier.from_dir(mappings_dir, model_cache=model_cache)
         self._status = {
             r["local_code"].upper(): r["status"] for r in _read(mappings_dir / "attendance_status.csv")
         }

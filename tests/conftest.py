@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -22,6 +25,22 @@ from streams.pseudonymize import Pseudonymizer
 from vigie.runtime.registry import RegistryServer
 from vigie.settings import Settings
 
+_MODEL_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One model cache for the whole session, inherited by every `vigie` subprocess: the
+    motif model is trained once per run, as a deployment trains it once per corpus, instead
+    of by every worker and stage process each test starts."""
+    cache = tempfile.mkdtemp(prefix="vigie-test-models-")
+    config.stash[_MODEL_CACHE] = cache
+    os.environ["VIGIE_MODEL_CACHE_DIR"] = cache
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash.get(_MODEL_CACHE, ""), ignore_errors=True)
+
+
 SETTINGS = Settings()
 TEST_KEY = b"test-key-0123456789abcdef-not-a-secret"
 
@@ -33,7 +52,7 @@ def organizations() -> dict[str, Organization]:
 
 @pytest.fixture(scope="session")
 def harmonizer() -> Harmonizer:
-    return Harmonizer(SETTINGS.mappings_dir)
+    return Harmonizer(SETTINGS.mappings_dir, Settings().model_cache)  # the session's cache
 
 
 @pytest.fixture(scope="session")

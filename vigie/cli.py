@@ -403,7 +403,7 @@ def classify(
     if css is not None and css not in load_organizations(settings.organizations_file):
         raise _fail(f"unknown organization code {css!r} (see `vigie status` for the list)", 2)
     try:
-        classifier = AbsenceClassifier.from_dir(settings.mappings_dir)
+        classifier = AbsenceClassifier.from_dir(settings.mappings_dir, model_cache=settings.model_cache)
     except (CorpusError, ValueError) as exc:
         raise _fail(f"cannot load the absence mappings: {exc}") from None
     if evaluate is not None:
@@ -867,7 +867,7 @@ def mappings_set(
         else:
             assert code is not None
             changed = set_code_mapping(settings.mappings_dir, css, code, category)
-        classifier = AbsenceClassifier.from_dir(settings.mappings_dir)
+        classifier = AbsenceClassifier.from_dir(settings.mappings_dir, model_cache=settings.model_cache)
     except (CorpusError, ValueError, OSError) as exc:
         raise _fail(f"mapping not saved: {exc}", 2) from None
     found = classifier.classify(css, code, text)

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     )
     consent_file: Path = STREAMS_DIR / "mappings" / "consent.csv"
     mappings_dir: Path = STREAMS_DIR / "mappings"
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where trained motif models are kept, one file per corpus fingerprint "
+        "(default: <data_dir>/models). Only the first process to see a corpus trains.",
+    )
 
     pseudonym_key: SecretStr | None = Field(
         None, description="HMAC key for pseudonyms. Never logged, never in the repository."
@@ -161,6 +166,10 @@ class Settings(BaseSettings):
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def stewardship_file(self) -> Path:

@@ -46,7 +46,7 @@ class Stage:
             key, settings.pseudonym_key_file, settings.pseudonym_key_id,
             settings.embedded_key_file if settings.embedded else None,
         )  # fmt: skip
-        harmonizer = Harmonizer(settings.mappings_dir)
+        harmonizer = Harmonizer(settings.mappings_dir, settings.model_cache)
         consent = ConsentWatcher(settings.consent_file, settings.consent_reload_s)
         organizations = load_organizations(settings.organizations_file)
         schools = load_schools(settings.schools_file)
