@@ -22,9 +22,12 @@ app = typer.Typer(
 )
 console = Console()
 if not console.is_terminal:
-    # Piped output (CI logs, files) gets the full table rather than 80 columns.
-    console = Console(width=120)
+    # Piped output (CI logs, files, scripts that grep it) gets the full table rather than 80
+    # columns, and lines that name a path are never broken in two.
+    console = Console(width=120, soft_wrap=True)
 err = Console(stderr=True)
+if not err.is_terminal:
+    err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
