@@ -40,10 +40,14 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/vigie up
 
+# Two test processes: most integration tests wait on a broker or a worker more than they
+# compute, so two at a time use both cores (each test has its own data dir, ports, tables).
+TEST_PROCESSES ?= 2
+
 test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/ruff check $(PACKAGES) tests
 	$(BIN)/mypy $(PACKAGES)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES)
 
 test-fast: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -m "not integration"

@@ -65,13 +65,15 @@ def test_the_compiled_model_scores_like_the_pipeline_and_survives_the_disk(texts
 
 
 def test_a_second_process_reads_the_model_without_importing_scikit_learn(tmp_path: Path) -> None:
+    mappings = tmp_path / "mappings"  # a corpus this process has not loaded yet
+    shutil.copytree(MAPPINGS, mappings)
     cache = tmp_path / "models"
-    first = load_model(MAPPINGS, cache)
+    first = load_model(mappings, cache)
     files = list(cache.glob("absence-*.npz"))
     assert [f.name for f in files] == [f"absence-{first.fingerprint}.npz"]
     probe = (
         "import sys; from pathlib import Path; from streams.absence_model import load_model; "
-        f"m = load_model(Path({str(MAPPINGS)!r}), Path({str(cache)!r})); "
+        f"m = load_model(Path({str(mappings)!r}), Path({str(cache)!r})); "
         "print('sklearn' in sys.modules, m.predict_one('gastro'), m.fingerprint)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()

@@ -167,28 +167,51 @@ def _drain(consumer: Consumer, on_batch: Callable[[list[RawMessage]], None], idl
             last = time.monotonic()  # after the work: a slow batch is not silence
 
 
-def _curated_before(
-    client: dict[str, str], codec: AvroCodec, css: set[str] | None, since_ms: int, idle_s: float
-) -> dict[str, tuple[datetime, str]]:
-    """The absence reason the curated topic last carried for each record (by processing time)."""
+def _reasons_in(
+    codec: AvroCodec, values: list[bytes], css: set[str] | None
+) -> list[tuple[str, datetime, str]]:
+    """(record_key, processed_at, absence reason) of the curated attendance batches ``values``."""
     contract = curated_contract(Dataset.ATTENDANCE)
     field_name = CURATED_RECORDS_FIELD[Dataset.ATTENDANCE]
+    found = []
+    for value in values:
+        batch = codec.decode(value, contract)
+        at = batch["processed_at"]
+        for record in batch[field_name]:
+            reason = record["absence_reason"]
+            if reason is not None and (css is None or record["css"] in css):
+                found.append((record["record_key"], at, reason))
+    return found
+
+
+def _run_child_reasons(values: list[bytes], css: set[str] | None) -> list[tuple[str, datetime, str]]:
+    assert _CODEC is not None, "reharmonize child not initialized"
+    return _reasons_in(_CODEC, values, css)
+
+
+def _curated_before(
+    client: dict[str, str],
+    decode: Callable[[list[bytes]], Future[list[tuple[str, datetime, str]]]],
+    since_ms: int,
+    idle_s: float,
+    in_flight: int,
+) -> dict[str, tuple[datetime, str]]:
+    """The absence reason the curated topic last carried for each record (by processing time).
+    ``decode`` turns a chunk of curated messages into (key, processed_at, reason) — in the
+    stage processes when there are several, so that reading history uses every core."""
     before: dict[str, tuple[datetime, str]] = {}
+    pending: deque[Future[list[tuple[str, datetime, str]]]] = deque()
+
+    def merge(found: list[tuple[str, datetime, str]]) -> None:
+        for key, at, reason in found:
+            seen = before.get(key)
+            if seen is None or seen[0] <= at:
+                before[key] = (at, reason)
 
     def take(messages: list[RawMessage]) -> None:
-        for msg in messages:
-            if msg.value is None:
-                continue
-            batch = codec.decode(msg.value, contract)
-            at = batch["processed_at"]
-            for record in batch[field_name]:
-                reason = record["absence_reason"]
-                if reason is None or (css is not None and record["css"] not in css):
-                    continue
-                key = record["record_key"]
-                seen = before.get(key)
-                if seen is None or seen[0] <= at:
-                    before[key] = (at, reason)
+        pending.append(decode([m.value for m in messages if m.value is not None]))
+        while len(pending) > in_flight:  # bounded: memory stays flat on a long history
+            merge(pending.popleft().result())
 
     consumer = _consumer(client)
     try:
@@ -196,7 +219,15 @@ def _curated_before(
             _drain(consumer, take, idle_s)
     finally:
         consumer.close()
+    while pending:
+        merge(pending.popleft().result())
     return before
+
+
+def _done(value: list[tuple[str, datetime, str]]) -> Future[list[tuple[str, datetime, str]]]:
+    future: Future[list[tuple[str, datetime, str]]] = Future()
+    future.set_result(value)
+    return future
 
 
 def reharmonize(
@@ -227,8 +258,13 @@ def reharmonize(
         # Start the stage processes now (each trains its model) while the curated topic is read.
         warming = [pool.submit(_ready) for _ in range(processes)]
     try:
+        def decode(values: list[bytes]) -> Future[list[tuple[str, datetime, str]]]:
+            if pool is None:
+                return _done(_reasons_in(local.codec, values, css_filter))
+            return pool.submit(_run_child_reasons, values, css_filter)
+
         before = (
-            _curated_before(client_config(settings), local.codec, css_filter, since_ms, idle_s)
+            _curated_before(client_config(settings), decode, since_ms, idle_s, 2 * max(processes, 1))
             if Dataset.ATTENDANCE in datasets
             else {}
         )
