@@ -1,12 +1,12 @@
 """What a stage process (spawned by ``stage_pool.StagePool``) runs: build its stage once, then
-curate the batches it is given.
+curate the batches it is given; and the one-off training of the motif d'absence model.
 
 This module imports nothing heavy at the top on purpose: it is the first Vigie module a
 spawned child loads, so that ``init`` can refuse the libraries a stage process never uses
-before the stage's own modules are imported. scikit-learn (the motif d'absence model) imports
-pandas, and pandas imports pyarrow, when they are installed; refused, they cost nothing, where
-importing them cost each stage process ~63 MB of resident memory (issue 18). The warehouse
-engine (chDB) and Faust belong to the worker alone.
+before the stage's own modules are imported: pandas and pyarrow (scikit-learn imported them
+when the stage trained its model: ~63 MB per stage process, issue 18), the warehouse engine
+(chDB) and Faust, which belong to the worker alone. A guard: a change that would load one of
+them in every stage process fails the tests instead of growing each process.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,14 @@ def ping() -> int:
     # Long enough that every child is asked while the others are busy.
     time.sleep(0.05)
     return os.getpid()
+
+
+def prepare_model(mappings_dir: Path, model_cache: Path) -> None:
+    """Train the motif d'absence model into ``model_cache`` unless it is there already: run
+    apart, so that scikit-learn and the training never stay resident in the worker."""
+    from streams.absence_model import load_model
+
+    load_model(mappings_dir, model_cache)
 
 
 def loaded(names: Sequence[str] = NOT_IN_STAGE) -> list[str]:

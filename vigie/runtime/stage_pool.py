@@ -66,6 +66,16 @@ class Stage:
 log = logging.getLogger(__name__)
 
 
+def prepare_model_apart(settings: Settings, timeout_s: float = 300.0) -> None:
+    """Have the motif d'absence model trained into the model cache by a throw-away process, so
+    that the worker only reads it back: the worker then never imports scikit-learn (~100 MB of
+    resident memory at a first start, issue 18). Already cached, this costs a process start."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, context) as executor:
+        done = executor.submit(stage_child.prepare_model, settings.mappings_dir, settings.model_cache)
+        done.result(timeout_s)
+
+
 class StagePool:
     """Run the stage in ``processes`` child processes, or in a thread of this process when 0;
     with ``share_local``, in that thread as well when every process is busy."""

@@ -37,7 +37,7 @@ from streams.stage_loop import StageLoop, StageLoopConfig, StageService
 from streams.stewardship import StewardshipLog
 from vigie.runtime.broker import BrokerError, client_config, ensure_pipeline_topics
 from vigie.runtime.datadir import secure_data_dir
-from vigie.runtime.stage_pool import Stage, StagePool
+from vigie.runtime.stage_pool import Stage, StagePool, prepare_model_apart
 from vigie.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def build_app(settings: Settings) -> WorkerParts:
     """Resolve every dependency once and wire the agents and views on a Faust app."""
     secure_data_dir(settings.data_dir)  # the key, the stewards' log and the store are private
     organizations = load_organizations(settings.organizations_file)
+    prepare_model_apart(settings)  # trained (once per corpus) outside the long-lived worker
     # Built here first: the embedded key is generated once, before any pool child reads it.
     stage = Stage.from_settings(settings)
     consent = stage.consent
