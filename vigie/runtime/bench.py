@@ -123,9 +123,15 @@ def _produce(producer: Producer, topic: str, value: bytes) -> None:
 
 def load_raw(
     producer: Producer, codec: AvroCodec, sheets: SheetFactory, records: int, day: date
+) -> list[tuple[str, bytes]]:
+    """Produce at least ``records`` marks as sheets; return the messages (for the baseline)."""
+    return load_raw_counted(producer, codec, sheets, records, day)[0]
+
+
+def load_raw_counted(
+    producer: Producer, codec: AvroCodec, sheets: SheetFactory, records: int, day: date
 ) -> tuple[list[tuple[str, bytes]], int]:
-    """Produce at least ``records`` marks as sheets; return the messages (for the baseline) and
-    the marks they hold."""
+    """``load_raw``, with the marks the messages hold (counted as they are made)."""
     contract = raw_contract(Dataset.ATTENDANCE)
     messages: list[tuple[str, bytes]] = []
     count = 0
@@ -295,7 +301,7 @@ def _run_once(
         producer = make_producer(bootstrap, {"linger.ms": 50, "batch.num.messages": 10000})
         sheets = SheetFactory(settings, seed)
         say(f"loading {records:,} attendance marks into the raw topics…")
-        messages, total = load_raw(producer, codec, sheets, records, day)
+        messages, total = load_raw_counted(producer, codec, sheets, records, day)
         loaded = len(messages)
         say(f"loaded {total:,} marks in {loaded:,} sheets; timing the stage alone on a sample…")
         stage_cpu = stage_profile(bench_settings, registry_url, messages)
