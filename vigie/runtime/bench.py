@@ -396,7 +396,11 @@ def stage_profile(
     from vigie.runtime.stage_pool import Stage
 
     key = SecretStr("bench-" + "k" * 32)
-    profiled = settings.model_copy(update={"pseudonym_key": key, "registry_url": registry_url})
+    # Its own model cache: the worker then starts as on a first start (it trains the model).
+    models = settings.data_dir.parent / "profile-models"
+    profiled = settings.model_copy(
+        update={"pseudonym_key": key, "registry_url": registry_url, "model_cache_dir": models}
+    )
     stage = Stage.from_settings(profiled)
     timed = _TimedClassifier(stage.ctx.harmonizer.absence)
     stage.ctx.harmonizer.absence = timed  # type: ignore[assignment]
