@@ -95,3 +95,13 @@ def test_the_worker_thread_takes_a_batch_when_every_process_is_busy(registry, or
     # Four at once: the process had one when the second came, so the thread took that one.
     assert 1 <= len(local_runs) < 4
     assert all(_records(stage, o) == _records(stage, expected) for o in outputs)
+
+
+def test_one_stage_process_fewer_when_the_worker_shares_the_stage() -> None:
+    from vigie.runtime.worker import stage_processes
+
+    cores = os.cpu_count() or 1
+    assert stage_processes(Settings()) == cores - 1  # the worker's thread does the last core's share
+    assert stage_processes(Settings(stream_share_worker=False)) == cores
+    assert stage_processes(Settings(stream_own_consumer=False)) == cores  # the Faust agent path
+    assert stage_processes(Settings(stream_processes=3)) == 3

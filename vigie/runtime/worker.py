@@ -66,7 +66,7 @@ def build_app(settings: Settings) -> WorkerParts:
     for contract in (*(curated_contract(ds) for ds in Dataset), load_contract(DEAD_LETTER_CONTRACT)):
         codec.schema_id(contract)
     processes = stage_processes(settings)
-    pool = StagePool(settings, processes, stage, share_local=settings.stream_share_worker)
+    pool = StagePool(settings, processes, stage, share_local=shares_stage(settings))
     warehouse = open_warehouse(settings.warehouse_url, settings.warehouse_path, settings.warehouse_database)
     applied = migrate_up(warehouse, cluster=settings.warehouse_cluster)
     if applied:
@@ -202,7 +202,13 @@ def stage_processes(settings: Settings) -> int:
     if settings.stream_processes >= 0:
         return settings.stream_processes
     cores = os.cpu_count() or 1
-    return cores - 1 if settings.stream_share_worker else cores
+    return cores - 1 if shares_stage(settings) else cores
+
+
+def shares_stage(settings: Settings) -> bool:
+    """Whether the worker's thread runs stage batches too (the stage's own consumer only: the
+    Faust agent path, kept for comparison, hands batches to the processes alone)."""
+    return settings.stream_share_worker and settings.stream_own_consumer
 
 
 def register_stage_service(
