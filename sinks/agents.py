@@ -57,6 +57,9 @@ class SinkAgentSettings(Protocol):
     def sink_batch_max(self) -> int: ...
 
     @property
+    def sink_curated_batch_max(self) -> int: ...
+
+    @property
     def sink_batch_within_s(self) -> float: ...
 
     @property
@@ -79,6 +82,7 @@ def _sink_agent(
     on_written: Callable[[list[dict[str, Any]]], None] | None = None,
     signer: Signer | None = None,
     engine: EngineSink | None = None,
+    batch_max: int | None = None,
 ) -> None:
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
     dead = app.topic(DEAD_LETTER_TOPIC, value_serializer="raw")
@@ -90,7 +94,8 @@ def _sink_agent(
     async def run(stream: faust.StreamT[Any]) -> None:
         # noack_take (acks left to us, after the write) exists on Stream, not on StreamT.
         stream = cast(faust.Stream[Any], stream)
-        async for events in stream.noack_take(settings.sink_batch_max, within=settings.sink_batch_within_s):
+        take = batch_max or settings.sink_batch_max
+        async for events in stream.noack_take(take, within=settings.sink_batch_within_s):
             messages, forged = _verified(events, signer)
             written, letters = await write_curated(
                 warehouse, sink, engine, messages, codec, settings.sink_retry_max_backoff_s
@@ -209,8 +214,10 @@ def register_sink_agents(
 
             route = EngineRoute.for_contract(curated_contract(dataset))
             engine = EngineSink(route, retention, engine_registry_url, FALLBACK_RETENTION_DAYS)
+        # A curated message carries a whole stage batch (~1,500 records in a burst): fewer per
+        # insert than for the one-record topics, so that an insert's memory stays bounded.
         _sink_agent(app, curated_topic(dataset), sink, warehouse, codec, settings, observe_latency, signer,
-                    engine)  # fmt: skip
+                    engine, settings.sink_curated_batch_max)  # fmt: skip
     keep = settings.dead_letter_retention_days
     dead_letters = TableSink(
         "dead_letters", load_contract(DEAD_LETTER_CONTRACT), lambda d: dead_letter_frame(d, keep)

@@ -33,8 +33,10 @@ def test_bench_json_reports_throughput_baseline_latency_and_memory() -> None:
     assert result["latency_events"] >= 2000 * 2 * 0.9  # the latency phase really sent at its rate
     assert result["peak_rss_mb"] > 50
     cpu = result["cpu_us_per_record"]  # where the time goes, per process
-    assert set(cpu) == {"worker", "stage", "broker", "baseline", "baseline_broker"}
+    assert set(cpu) == {"worker", "stage", "broker", "baseline", "baseline_broker", "stage_alone",
+                        "classifier"}  # fmt: skip
     assert cpu["stage"] > 0 and cpu["worker"] > 0 and cpu["baseline"] > 0
+    assert 0 < cpu["classifier"] < cpu["stage_alone"]  # the motif d'absence model's part of the stage
     assert "end to end" in done.stderr  # progress is shown while it runs
 
 

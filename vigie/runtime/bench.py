@@ -12,7 +12,11 @@ One run, four phases:
    consumed (same fetch wait) → decoded → inserted into a table of the same shape as
    ``attendance_marks`` by a plain confluent-kafka loop with no processing, for the ratio.
 Peak RSS is the worker's high-water mark (VmHWM) plus its stage processes'. CPU per record
-is each process's user + system time over the timed window, divided by the records.
+is each process's user + system time over the timed window, divided by the records; the
+worker's figure includes the stage batches its own thread runs (``stream_share_worker``).
+Before the worker starts, the stage alone is timed on a sample of the input in the bench's
+own process (one core, cold caches as a new stage process has them), with the motif
+d'absence classifier's part of it: ``stage_alone`` and ``classifier`` in the CPU figures.
 With ``runs`` > 1 the whole run is repeated and every figure is the median.
 """
 
@@ -121,6 +125,13 @@ def load_raw(
     producer: Producer, codec: AvroCodec, sheets: SheetFactory, records: int, day: date
 ) -> list[tuple[str, bytes]]:
     """Produce at least ``records`` marks as sheets; return the messages (for the baseline)."""
+    return load_raw_counted(producer, codec, sheets, records, day)[0]
+
+
+def load_raw_counted(
+    producer: Producer, codec: AvroCodec, sheets: SheetFactory, records: int, day: date
+) -> tuple[list[tuple[str, bytes]], int]:
+    """``load_raw``, with the marks the messages hold (counted as they are made)."""
     contract = raw_contract(Dataset.ATTENDANCE)
     messages: list[tuple[str, bytes]] = []
     count = 0
@@ -134,7 +145,7 @@ def load_raw(
         producer.poll(0)
     if flush(producer, 120):
         raise RuntimeError("the broker did not acknowledge the benchmark input")
-    return messages
+    return messages, count
 
 
 def _count(client: httpx.Client, web_url: str) -> int:
@@ -290,16 +301,18 @@ def _run_once(
         producer = make_producer(bootstrap, {"linger.ms": 50, "batch.num.messages": 10000})
         sheets = SheetFactory(settings, seed)
         say(f"loading {records:,} attendance marks into the raw topics…")
-        messages = load_raw(producer, codec, sheets, records, day)
+        messages, total = load_raw_counted(producer, codec, sheets, records, day)
         loaded = len(messages)
-        total = _records_in(messages, codec)
-        say(f"loaded {total:,} marks in {loaded:,} sheets; starting the worker")
+        say(f"loaded {total:,} marks in {loaded:,} sheets; timing the stage alone on a sample…")
+        stage_cpu = stage_profile(bench_settings, registry_url, messages)
+        say(f"stage alone: {stage_cpu}; starting the worker")
         info = runtime.start_worker(say=lambda line: None)
         processes = {"worker": [info.worker_pid], "stage": sorted(_children(info.worker_pid)),
                      "broker": [_pid_of(getattr(runtime, "_broker", None))]}  # fmt: skip
         cpu0 = _cpu_snapshot(processes)
         t0 = time.monotonic()
-        t1 = _wait_count(info.web_url, total, timeout_s=600)
+        # At least 10 minutes; a school day (7 M marks) at a slow 5k/s would take 23.
+        t1 = _wait_count(info.web_url, total, timeout_s=max(600.0, total / 5000))
         # Stage processes started inside the window (a pool started lazily) count whole.
         processes["stage"] = sorted(set(processes["stage"]) | _children(info.worker_pid))
         cpu = _cpu_per_record(cpu0, _cpu_snapshot(processes), total)
@@ -340,6 +353,7 @@ def _run_once(
         finally:
             warehouse.close()
         cpu.update(base_cpu)
+        cpu.update(stage_cpu)
         return BenchResult(
             events=total, events_per_s=round(total / elapsed, 1), baseline_events_per_s=round(total / base, 1),
             ratio=round(base / elapsed, 3), p50_latency_s=round(float(q["p50"]), 3),
@@ -352,9 +366,59 @@ def _run_once(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _records_in(messages: list[tuple[str, bytes]], codec: AvroCodec) -> int:
+class _TimedClassifier:
+    """The harmonizer's motif d'absence classifier, with the time spent in it added up."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.seconds = 0.0
+
+    def classify(self, css: str, code: str | None, text: str | None) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._inner.classify(css, code, text)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def stage_profile(
+    settings: Settings, registry_url: str, messages: list[tuple[str, bytes]], sample_records: int = 30_000
+) -> dict[str, float]:
+    """CPU µs per record of the stage alone on one core, and of the classifier within it, over
+    the first ``sample_records`` of the input, in batches as the stage takes them. A fresh
+    stage (cold caches, as a new stage process); a throw-away key (HMAC costs the same)."""
+    from pydantic import SecretStr
+
+    from streams.curate import RawMessage
+    from vigie.runtime.stage_pool import Stage
+
+    key = SecretStr("bench-" + "k" * 32)
+    # Its own model cache: the worker then starts as on a first start (it trains the model).
+    models = settings.data_dir.parent / "profile-models"
+    profiled = settings.model_copy(
+        update={"pseudonym_key": key, "registry_url": registry_url, "model_cache_dir": models}
+    )
+    stage = Stage.from_settings(profiled)
+    timed = _TimedClassifier(stage.ctx.harmonizer.absence)
+    stage.ctx.harmonizer.absence = timed  # type: ignore[assignment]
     contract = raw_contract(Dataset.ATTENDANCE)
-    return sum(len(codec.decode(v, contract)["marks"]) for _, v in messages)
+    raw: list[RawMessage] = []
+    records = 0
+    for offset, (topic, value) in enumerate(messages):
+        raw.append(RawMessage(topic, 0, offset, value))
+        records += len(stage.codec.decode(value, contract)["marks"])
+        if records >= sample_records:
+            break
+    batch = settings.stream_batch_max
+    started = time.process_time()
+    for i in range(0, len(raw), batch):
+        stage.run(raw[i : i + batch])
+    seconds = time.process_time() - started
+    return {"stage_alone": round(seconds * 1e6 / max(records, 1), 1),
+            "classifier": round(timed.seconds * 1e6 / max(records, 1), 1)}  # fmt: skip
 
 
 def _baseline_run(

@@ -37,7 +37,7 @@ from streams.stage_loop import StageLoop, StageLoopConfig, StageService
 from streams.stewardship import StewardshipLog
 from vigie.runtime.broker import BrokerError, client_config, ensure_pipeline_topics
 from vigie.runtime.datadir import secure_data_dir
-from vigie.runtime.stage_pool import Stage, StagePool
+from vigie.runtime.stage_pool import Stage, StagePool, prepare_model_apart
 from vigie.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def build_app(settings: Settings) -> WorkerParts:
     """Resolve every dependency once and wire the agents and views on a Faust app."""
     secure_data_dir(settings.data_dir)  # the key, the stewards' log and the store are private
     organizations = load_organizations(settings.organizations_file)
+    prepare_model_apart(settings)  # trained (once per corpus) outside the long-lived worker
     # Built here first: the embedded key is generated once, before any pool child reads it.
     stage = Stage.from_settings(settings)
     consent = stage.consent
@@ -64,8 +65,8 @@ def build_app(settings: Settings) -> WorkerParts:
     # sinks decode them from memory and never wait on the registry inside the event loop.
     for contract in (*(curated_contract(ds) for ds in Dataset), load_contract(DEAD_LETTER_CONTRACT)):
         codec.schema_id(contract)
-    processes = settings.stream_processes if settings.stream_processes >= 0 else (os.cpu_count() or 1)
-    pool = StagePool(settings, processes, stage)
+    processes = stage_processes(settings)
+    pool = StagePool(settings, processes, stage, share_local=shares_stage(settings))
     warehouse = open_warehouse(settings.warehouse_url, settings.warehouse_path, settings.warehouse_database)
     applied = migrate_up(warehouse, cluster=settings.warehouse_cluster)
     if applied:
@@ -104,7 +105,7 @@ def build_app(settings: Settings) -> WorkerParts:
     if settings.stream_own_consumer:
         # The stage reads the raw topics in its own consumer group, so that no raw topic's
         # backlog ever holds back the sinks' topics in Faust's one delivery loop (issue 18).
-        stage_service = register_stage_service(app, settings, pool, stewardship, signer, processes)
+        stage_service = register_stage_service(app, settings, pool, stewardship, signer)
     else:
         subscription = register_stream_agents(
             app, list(organizations), pool.run, stewardship, settings,
@@ -195,16 +196,30 @@ def sink_rows_by_table() -> dict[str, int]:
     return rows
 
 
+def stage_processes(settings: Settings) -> int:
+    """Stage processes to start: the setting, or one per core (one fewer when the worker's
+    thread shares the stage, since the worker then does a process's share itself)."""
+    if settings.stream_processes >= 0:
+        return settings.stream_processes
+    cores = os.cpu_count() or 1
+    return cores - 1 if shares_stage(settings) else cores
+
+
+def shares_stage(settings: Settings) -> bool:
+    """Whether the worker's thread runs stage batches too (the stage's own consumer only: the
+    Faust agent path, kept for comparison, hands batches to the processes alone)."""
+    return settings.stream_share_worker and settings.stream_own_consumer
+
+
 def register_stage_service(
-    app: faust.App, settings: Settings, pool: StagePool, stewardship: StewardshipLog, signer: Signer,
-    processes: int,
-) -> StageService:  # fmt: skip
+    app: faust.App, settings: Settings, pool: StagePool, stewardship: StewardshipLog, signer: Signer
+) -> StageService:
     """The stream stage's own consumer loop, started and stopped with the Faust app."""
     config = StageLoopConfig(
         client=client_config(settings),
         batch_max=settings.stream_batch_max,
         batch_within_s=settings.stream_batch_within_s,
-        max_in_flight=max(2, 2 * processes),  # one batch in each process, one waiting
+        max_in_flight=max(2, 2 * pool.workers),  # one batch in each process (or thread), one waiting
         fetch_wait_ms=settings.stream_fetch_wait_ms,
         session_timeout_s=settings.broker_session_timeout_s,
         discovery_s=settings.raw_topic_discovery_s,
