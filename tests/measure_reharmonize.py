@@ -18,6 +18,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+import httpx
+
 from connectors.publisher import make_producer
 from schemas.wire import AvroCodec
 from tests.embedded import TEST_ENV, vigie_up
@@ -33,7 +35,8 @@ def main(records: int, processes: int) -> None:
         load_raw(make_producer(info.broker), AvroCodec.from_url(info.registry_url),
                  SheetFactory(Settings(), 7), records, date.today())  # fmt: skip
         _wait_count(info.web_url, records, 3600)
-        first = _count(info.web_url)
+        with httpx.Client() as client:
+            first = _count(client, info.web_url)
         print(f"first pass: {first:,} rows stored {time.monotonic() - started:.1f} s after loading began")
         replay_started = time.monotonic()
         done = subprocess.run(
