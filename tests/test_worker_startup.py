@@ -29,7 +29,7 @@ def _worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         ({}, "no pseudonymization key"),
         ({"VIGIE_PSEUDONYM_KEY": "short"}, "at least 16 bytes"),
         ({"VIGIE_PSEUDONYM_KEY_FILE": "/nonexistent/pseudonym.key"}, "cannot read pseudonymization key file"),
-        ({"VIGIE_PSEUDONYM_KEY": GOOD_KEY}, "cannot reach the broker at 127.0.0.1:"),
+        ({"VIGIE_PSEUDONYM_KEY": GOOD_KEY, "VIGIE_BROKER_WAIT_S": "3"}, "cannot reach the broker at 127.0.0.1:"),
     ],
     ids=["no-key", "short-key", "missing-key-file", "no-broker"],
 )

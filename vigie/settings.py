@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         "fetches schemas itself); empty = registry_url.",
     )
     broker_session_timeout_s: float = 6.0
+    broker_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long the worker waits for the broker at start-up before it says it cannot "
+        "reach it (compose starts it once Kafka is healthy; a supervisor restarts it).",
+    )
     pipeline_metrics_interval_s: float = Field(10.0, description="How often consumer lag is measured.")
     log_level: str = "INFO"
     raw_topic_discovery_s: float = Field(

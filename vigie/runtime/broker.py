@@ -117,6 +117,7 @@ def ensure_pipeline_topics(
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
     replay_retention_days: int = 0,
+    timeout_s: float = 30.0,
 ) -> None:
     """The pipeline's topics: raw ones (216 of them) with ``raw_partitions`` each, the others
     with ``partitions``. Faust assigns partition N of every topic with the same count to one
@@ -127,10 +128,10 @@ def ensure_pipeline_topics(
     keep = {"retention.ms": str(replay_retention_days * 86_400_000)} if replay_retention_days else None
     raw = [t for t in topics if t.startswith("raw.")]
     curated = [t for t in topics if t.startswith("curated.")]
-    ensure_topics(bootstrap, raw, raw_partitions, rf, isr, topic_settings=keep)
-    ensure_topics(bootstrap, curated, partitions, rf, isr, topic_settings=keep)
+    ensure_topics(bootstrap, raw, raw_partitions, rf, isr, timeout_s, topic_settings=keep)
+    ensure_topics(bootstrap, curated, partitions, rf, isr, timeout_s, topic_settings=keep)
     others = [t for t in topics if not t.startswith(("raw.", "curated."))]
-    ensure_topics(bootstrap, others, partitions, rf, isr)
+    ensure_topics(bootstrap, others, partitions, rf, isr, timeout_s)
 
 
 def ensure_topics(

@@ -312,7 +312,8 @@ def check_startup(settings: Settings) -> list[str]:
         # Idempotent: `vigie up` already did it; a standalone worker on a real cluster may not have.
         ensure_pipeline_topics(client_config(s), topics, s.raw_topic_partitions, s.topic_partitions,
                                s.topic_replication_factor, s.topic_min_insync_replicas,
-                               replay_retention_days=s.replay_retention_days)  # fmt: skip
+                               replay_retention_days=s.replay_retention_days,
+                               timeout_s=s.broker_wait_s)  # fmt: skip
     except BrokerError as exc:
         raise WorkerStartupError(str(exc)) from None
     return topics
