@@ -98,14 +98,8 @@ def _init_child(settings: Settings) -> None:
 
 def _absences(codec: AvroCodec, out: StageOutput) -> list[tuple[str, str]]:
     """(record_key, absence reason) of the attendance records a stage output carries."""
-    found = []
-    field_name = CURATED_RECORDS_FIELD[Dataset.ATTENDANCE]
-    for dataset, value in out.curated:
-        if dataset is Dataset.ATTENDANCE:
-            for record in codec.decode(value, curated_contract(dataset))[field_name]:
-                if record["absence_reason"] is not None:
-                    found.append((record["record_key"], record["absence_reason"]))
-    return found
+    values = [value for dataset, value in out.curated if dataset is Dataset.ATTENDANCE]
+    return [(key, reason) for key, _at, reason in _reasons_in(codec, values, None)]
 
 
 def _ready() -> bool:
