@@ -53,7 +53,11 @@ class StageContext:
     today: Callable[[], date] = date.today
 
 
-Curator = Callable[[dict[str, Any], dict[str, Any], StageContext, str, list[Unmapped]], dict[str, Any]]
+# A batch's shared curated fields (keyed once per batch), then one record's curated record.
+Shared = Callable[[dict[str, Any], StageContext, str], dict[str, Any]]
+Curator = Callable[
+    [dict[str, Any], dict[str, Any], dict[str, Any], StageContext, str, list[Unmapped]], dict[str, Any]
+]
 
 
 def _times(rec: dict[str, Any]) -> dict[str, Any]:
@@ -76,16 +80,39 @@ def _group(batch: dict[str, Any], css: str, p: Pseudonymizer) -> str:
     return p.keyed(css, "group", f"{batch['school_code']}\x1f{batch['group_code'].strip()}")
 
 
-def _attendance(
-    batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
-) -> dict[str, Any]:
-    on: date = batch["sheet_date"]
+def _sheet(batch: dict[str, Any], ctx: StageContext, css: str) -> dict[str, Any]:
+    """The fields an attendance sheet's records share, keyed once per sheet, not per mark."""
     return {
-        **_identity(rec, css, ctx.pseudonymizer),
         "school_code": batch["school_code"],
         "group_code": _group(batch, css, ctx.pseudonymizer),
         "period": batch["period"],
-        "sheet_date": on,
+        "sheet_date": batch["sheet_date"],
+    }
+
+
+def _evaluation(batch: dict[str, Any], ctx: StageContext, css: str) -> dict[str, Any]:
+    """The fields an evaluation's results share, keyed once per evaluation."""
+    return {
+        "school_code": batch["school_code"],
+        "group_code": _group(batch, css, ctx.pseudonymizer),
+        "level": normalize_level(batch["level"]),
+        "etape": batch["etape"],
+        "evaluation_date": batch["evaluation_date"],
+    }
+
+
+def _change_set(_batch: dict[str, Any], _ctx: StageContext, _css: str) -> dict[str, Any]:
+    return {}  # an HR change set's records share nothing that leaves the stage
+
+
+def _attendance(
+    batch: dict[str, Any], shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
+    unmapped: list[Unmapped],
+) -> dict[str, Any]:  # fmt: skip
+    on: date = batch["sheet_date"]
+    return {
+        **_identity(rec, css, ctx.pseudonymizer),
+        **shared,
         **student_identity(css, rec, on, ctx.pseudonymizer),
         **ctx.harmonizer.attendance(css, rec, unmapped),
         **_times(rec),
@@ -93,16 +120,13 @@ def _attendance(
 
 
 def _grades(
-    batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
-) -> dict[str, Any]:
+    batch: dict[str, Any], shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
+    unmapped: list[Unmapped],
+) -> dict[str, Any]:  # fmt: skip
     on: date = batch["evaluation_date"]
     return {
         **_identity(rec, css, ctx.pseudonymizer),
-        "school_code": batch["school_code"],
-        "group_code": _group(batch, css, ctx.pseudonymizer),
-        "level": normalize_level(batch["level"]),
-        "etape": batch["etape"],
-        "evaluation_date": on,
+        **shared,
         **student_identity(css, rec, on, ctx.pseudonymizer),
         **ctx.harmonizer.grades(css, batch, rec, unmapped),
         **_times(rec),
@@ -110,8 +134,9 @@ def _grades(
 
 
 def _staff(
-    _batch: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, unmapped: list[Unmapped]
-) -> dict[str, Any]:
+    _batch: dict[str, Any], _shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
+    unmapped: list[Unmapped],
+) -> dict[str, Any]:  # fmt: skip
     on: date = rec["effective_date"]
     school = rec["school_code"]
     if school is not None and school not in ctx.schools.get(css, {}):
@@ -129,10 +154,10 @@ def _staff(
     }
 
 
-CURATORS: dict[Dataset, Curator] = {
-    Dataset.ATTENDANCE: _attendance,
-    Dataset.GRADES: _grades,
-    Dataset.STAFF: _staff,
+CURATORS: dict[Dataset, tuple[Shared, Curator]] = {
+    Dataset.ATTENDANCE: (_sheet, _attendance),
+    Dataset.GRADES: (_evaluation, _grades),
+    Dataset.STAFF: (_change_set, _staff),
 }
 
 
@@ -209,10 +234,11 @@ def process_batch(topic_css: str, dataset: Dataset, batch: dict[str, Any], ctx: 
     if batch_refusal is not None:
         out.rejections.append(batch_refusal)
         return out
-    curate = CURATORS[dataset]
+    share, curate = CURATORS[dataset]
+    shared = share(batch, ctx, topic_css)
     for rec in valid:
         try:
-            out.records.append(curate(batch, rec, ctx, topic_css, out.unmapped))
+            out.records.append(curate(batch, shared, rec, ctx, topic_css, out.unmapped))
         except RecordRefused as refused:
             out.rejections.append(_refusal(refused, rec))
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 # 300k marks in `vigie bench`, for ~80 MB per stage process (issue 18). A small cache keeps the
 # repeats that do come close together (one CSS's sheets of a period) at a bounded cost.
 CACHE_SIZE = 16_384
+_SHA256_BLOCK = 64  # bytes: HMAC pads or hashes the key to this
 
 
 class PseudonymKeyError(ValueError):
@@ -39,10 +39,20 @@ class Pseudonymizer:
         # A student appears on every period's sheet, every day: remember recent pseudonyms
         # (memory only, bounded) rather than recompute the HMAC each time.
         object.__setattr__(self, "_cached", lru_cache(maxsize=CACHE_SIZE)(self._compute))
+        # HMAC's two keyed SHA-256 states (RFC 2104), computed once: copying them costs half
+        # of what hmac.digest() does when it rebuilds them from the key on every call, and the
+        # stage keys three ids per record (issue 18). Same bytes as hmac.digest (tested).
+        block = self.key if len(self.key) <= _SHA256_BLOCK else hashlib.sha256(self.key).digest()
+        block = block.ljust(_SHA256_BLOCK, b"\0")
+        object.__setattr__(self, "_inner", hashlib.sha256(bytes(b ^ 0x36 for b in block)))
+        object.__setattr__(self, "_outer", hashlib.sha256(bytes(b ^ 0x5C for b in block)))
 
     def _compute(self, css: str, kind: str, local_id: str) -> str:
-        message = f"{kind}\x1f{css}\x1f{local_id}".encode()
-        return hmac.digest(self.key, message, "sha256").hex()[:32]
+        inner = self._inner.copy()  # type: ignore[attr-defined]
+        inner.update(f"{kind}\x1f{css}\x1f{local_id}".encode())
+        outer = self._outer.copy()  # type: ignore[attr-defined]
+        outer.update(inner.digest())
+        return outer.hexdigest()[:32]
 
     def pseudonym(self, css: str, kind: str, local_id: str) -> str:
         """Pseudonym of a person of ``kind`` (student, staff) known as ``local_id`` in ``css``."""
