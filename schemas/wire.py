@@ -32,7 +32,7 @@ with warnings.catch_warnings():
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from schemas.contracts import Contract
+from schemas.contracts import Contract, without_logical_types
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -60,11 +60,29 @@ class WireFormatError(ValueError):
     """The bytes are not a Confluent-framed Avro message we can read."""
 
 
-def encode_body(contract: Contract, record: dict[str, Any]) -> bytes:
-    """The Avro body alone: needs no registry (a connector's outbox stores these)."""
+def encode_body(contract: Contract, record: dict[str, Any], plain: bool = False) -> bytes:
+    """The Avro body alone: needs no registry (a connector's outbox stores these). With
+    ``plain``, timestamps are given as epoch milliseconds and dates as days (same bytes)."""
     buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, contract.parsed, record)
+    fastavro.schemaless_writer(buf, contract.plain if plain else contract.parsed, record)
     return buf.getvalue()
+
+
+def as_plain(contract: Contract, record: dict[str, Any]) -> dict[str, Any]:
+    """A record of ``contract`` with its timestamps and dates as plain numbers, as the stream
+    stage reads it (through Avro: exactly what decoding with ``plain`` gives)."""
+    body = io.BytesIO(encode_body(contract, record))
+    plain = fastavro.schemaless_reader(body, contract.plain, None)
+    assert isinstance(plain, dict)
+    return plain
+
+
+def as_logical(contract: Contract, record: dict[str, Any]) -> dict[str, Any]:
+    """The reverse of ``as_plain``: plain numbers back to datetimes and dates."""
+    body = io.BytesIO(encode_body(contract, record, plain=True))
+    logical = fastavro.schemaless_reader(body, contract.parsed, None)
+    assert isinstance(logical, dict)
+    return logical
 
 
 class AvroCodec:
@@ -75,6 +93,7 @@ class AvroCodec:
         self._retry_max_backoff_s = retry_max_backoff_s
         self._ids: dict[str, int] = {}
         self._writers: dict[int, Any] = {}
+        self._plain_writers: dict[int, Any] = {}
         self._writer_json: dict[int, Any] = {}
         self._same: dict[tuple[int, str], bool] = {}
         self._lock = threading.Lock()
@@ -115,9 +134,10 @@ class AvroCodec:
                 self._writers.setdefault(sid, contract.parsed)
             return self._ids[contract.subject]
 
-    def encode(self, contract: Contract, record: dict[str, Any]) -> bytes:
-        """Framed message: header with the registry's schema id, then the Avro body."""
-        return self.frame(contract, encode_body(contract, record))
+    def encode(self, contract: Contract, record: dict[str, Any], plain: bool = False) -> bytes:
+        """Framed message: header with the registry's schema id, then the Avro body (``plain``:
+        see ``encode_body``)."""
+        return self.frame(contract, encode_body(contract, record, plain))
 
     def frame(self, contract: Contract, body: bytes) -> bytes:
         """Prefix an Avro body (see ``encode_body``) with the Confluent header."""
@@ -132,17 +152,28 @@ class AvroCodec:
             self._writers[schema_id] = writer
         return writer
 
-    def _resolution(self, schema_id: int, reader: Contract) -> Any:
+    def _plain_writer_schema(self, schema_id: int) -> Any:
+        writer = self._plain_writers.get(schema_id)
+        if writer is None:
+            self._writer_schema(schema_id)
+            writer = fastavro.parse_schema(without_logical_types(self._writer_json[schema_id]))
+            self._plain_writers[schema_id] = writer
+        return writer
+
+    def _resolution(self, schema_id: int, reader: Contract, plain: bool) -> Any:
         """The reader schema to resolve against, or None when the writer's is the same
         (schema resolution costs a fifth of decoding time for nothing then)."""
         key = (schema_id, reader.full_name)
         same = self._same.get(key)
         if same is None:
             same = self._same[key] = self._writer_json[schema_id] == json.loads(reader.schema_str)
-        return None if same else reader.parsed
+        if same:
+            return None
+        return reader.plain if plain else reader.parsed
 
-    def decode(self, data: bytes | None, reader: Contract) -> dict[str, Any]:
-        """Decode a framed message into a record of the reader contract.
+    def decode(self, data: bytes | None, reader: Contract, plain: bool = False) -> dict[str, Any]:
+        """Decode a framed message into a record of the reader contract; with ``plain``,
+        timestamps stay epoch milliseconds and dates days since 1970-01-01.
 
         Raises WireFormatError for anything that is not readable as that contract,
         so the caller can dead-letter it instead of crashing.
@@ -153,11 +184,12 @@ class AvroCodec:
         if magic != MAGIC:
             raise WireFormatError("magic byte is not that of the Confluent wire format")
         try:
-            writer = self._writer_schema(schema_id)  # waits while the registry is unavailable
+            # Waits while the registry is unavailable.
+            writer = self._plain_writer_schema(schema_id) if plain else self._writer_schema(schema_id)
         except Exception as exc:
             raise WireFormatError("schema id unknown to the registry") from exc
         try:
-            reader_schema = self._resolution(schema_id, reader)
+            reader_schema = self._resolution(schema_id, reader, plain)
             record = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, reader_schema)
         except Exception as exc:
             # Names the contract, never a byte of the body (the reason reaches the warehouse).

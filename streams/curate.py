@@ -22,6 +22,7 @@ from schemas.contracts import (
     RAW_RECORDS_FIELD,
     Dataset,
     curated_contract,
+    epoch_millis,
     load_contract,
     raw_contract,
     split_raw_topic,
@@ -129,6 +130,7 @@ def curate_messages(
     of an unknown organization or of an unknown kind becomes a dead letter, heartbeats and a
     connector's dead letters count only for the CSS of their topic."""
     now = datetime.now(UTC)
+    now_ms = epoch_millis(now)
     curated: dict[Dataset, list[dict[str, Any]]] = defaultdict(list)
     letters: list[dict[str, Any]] = []
     out = StageOutput()
@@ -173,7 +175,7 @@ def curate_messages(
             continue
         out.messages[dataset.value] += 1
         try:
-            batch = codec.decode(msg.value, raw_contract(dataset))
+            batch = codec.decode(msg.value, raw_contract(dataset), plain=True)
         except WireFormatError as exc:
             letters.append(dead_letter(msg, _undecodable(exc), now, known, dataset))
             continue
@@ -188,7 +190,7 @@ def curate_messages(
             payload = None
             if rejection.record is not None:
                 single = {**batch, RAW_RECORDS_FIELD[dataset]: [rejection.record]}
-                payload = codec.encode(raw_contract(dataset), single)
+                payload = codec.encode(raw_contract(dataset), single, plain=True)
             if rejection.event_id:
                 rejection = replace(rejection, event_id=p.event_id(css, rejection.event_id))
             letters.append(dead_letter(msg, rejection, now, known, dataset, payload))
@@ -197,8 +199,8 @@ def curate_messages(
         for start in range(0, len(records), max_records):
             chunk = records[start : start + max_records]
             records_field = CURATED_RECORDS_FIELD[dataset]
-            batch = {"mapping_version": mapping_version, "processed_at": now, records_field: chunk}
-            out.curated.append((dataset, codec.encode(curated_contract(dataset), batch)))
+            batch = {"mapping_version": mapping_version, "processed_at": now_ms, records_field: chunk}
+            out.curated.append((dataset, codec.encode(curated_contract(dataset), batch, plain=True)))
         out.curated_records += len(records)
     dl_contract = load_contract(DEAD_LETTER_CONTRACT)
     for letter in letters:

@@ -7,25 +7,26 @@ appears only as a keyed pseudonym with its key id and an age band.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
-from streams.pseudonymize import STAFF_AGE_BANDS, STUDENT_AGE_BANDS, Pseudonymizer, age_band
+from streams.pseudonymize import STAFF_AGE_BANDS, STUDENT_AGE_BANDS, Pseudonymizer, age_band_days
 
 
-def student_identity(css: str, rec: dict[str, Any], on: date, p: Pseudonymizer) -> dict[str, Any]:
-    """Pseudonym, key id and age band of the student a raw record is about."""
+def student_identity(css: str, rec: dict[str, Any], on: int, p: Pseudonymizer) -> dict[str, Any]:
+    """Pseudonym, key id and age band on day ``on`` (days since 1970-01-01) of the student a
+    plain raw record is about."""
     return {
         "student_pseudonym": p.pseudonym(css, "student", rec["student_local_id"]),
         "key_id": p.key_id,
-        "age_band": age_band(rec["birth_date"], on, STUDENT_AGE_BANDS, "18+"),
+        "age_band": age_band_days(rec["birth_date"], on, STUDENT_AGE_BANDS, "18+"),
     }
 
 
-def staff_identity(css: str, rec: dict[str, Any], on: date, p: Pseudonymizer) -> dict[str, Any]:
-    """Pseudonym, key id and age band of the employee a raw record is about."""
+def staff_identity(css: str, rec: dict[str, Any], on: int, p: Pseudonymizer) -> dict[str, Any]:
+    """Pseudonym, key id and age band on day ``on`` (days since 1970-01-01) of the employee a
+    plain raw record is about."""
     return {
         "staff_pseudonym": p.pseudonym(css, "staff", rec["employee_number"]),
         "key_id": p.key_id,
-        "age_band": age_band(rec["birth_date"], on, STAFF_AGE_BANDS, "55+"),
+        "age_band": age_band_days(rec["birth_date"], on, STAFF_AGE_BANDS, "55+"),
     }

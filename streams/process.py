@@ -4,7 +4,8 @@ Stages run in order: validate → CSS check → consent gate → schools referen
 → harmonize. Everything that leaves is a code of a closed vocabulary, a code of a reference,
 or keyed with the secret key (pseudonyms, record keys, event ids, groups).
 ``process_batch`` knows nothing about Kafka: it takes the CSS and dataset of the
-topic a batch arrived on, the decoded batch and a context; it returns the curated
+topic a batch arrived on, the batch decoded in the stage's plain view (timestamps as epoch
+milliseconds, dates as days since 1970-01-01: ``Contract.plain``) and a context; it returns the curated
 records, the refusals and what could not be mapped. Running it twice on the same
 input gives the same output (at-least-once delivery makes that a requirement).
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-from schemas.contracts import RAW_RECORDS_FIELD, Dataset
+from schemas.contracts import RAW_RECORDS_FIELD, Dataset, from_epoch_days
 from schemas.organizations import Organization
 from schemas.schools import School
 from streams.deidentify import staff_identity, student_identity
@@ -109,7 +110,7 @@ def _attendance(
     batch: dict[str, Any], shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
     unmapped: list[Unmapped],
 ) -> dict[str, Any]:  # fmt: skip
-    on: date = batch["sheet_date"]
+    on: int = batch["sheet_date"]
     return {
         **_identity(rec, css, ctx.pseudonymizer),
         **shared,
@@ -123,7 +124,7 @@ def _grades(
     batch: dict[str, Any], shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
     unmapped: list[Unmapped],
 ) -> dict[str, Any]:  # fmt: skip
-    on: date = batch["evaluation_date"]
+    on: int = batch["evaluation_date"]
     return {
         **_identity(rec, css, ctx.pseudonymizer),
         **shared,
@@ -137,7 +138,7 @@ def _staff(
     _batch: dict[str, Any], _shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
     unmapped: list[Unmapped],
 ) -> dict[str, Any]:  # fmt: skip
-    on: date = rec["effective_date"]
+    on: int = rec["effective_date"]
     school = rec["school_code"]
     if school is not None and school not in ctx.schools.get(css, {}):
         unmapped.append(Unmapped(css, "staff", "school_code", school.strip()[:UNMAPPED_VALUE_MAX]))
@@ -164,11 +165,9 @@ CURATORS: dict[Dataset, tuple[Shared, Curator]] = {
 def _consent_date(dataset: Dataset, batch: dict[str, Any], today: date) -> date:
     """The date a batch's facts belong to: consent must cover it."""
     if dataset is Dataset.ATTENDANCE:
-        on: date = batch["sheet_date"]
-        return on
+        return from_epoch_days(batch["sheet_date"])
     if dataset is Dataset.GRADES:
-        on = batch["evaluation_date"]
-        return on
+        return from_epoch_days(batch["evaluation_date"])
     return today
 
 

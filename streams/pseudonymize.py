@@ -10,6 +10,8 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
+from schemas.contracts import from_epoch_days
+
 # Pseudonyms remembered (about 0.3 kB each). A network's marks interleave its ~1M students, so a
 # student's next mark comes after ~1M others: the 262,144 this once held hit 1-8 % of lookups at
 # 300k marks in `vigie bench`, for ~80 MB per stage process (issue 18). A small cache keeps the
@@ -121,3 +123,12 @@ def age_band(birth: date | None, on: date, bands: tuple[tuple[int, str], ...], t
         if age < upper:
             return label
     return top
+
+
+@lru_cache(maxsize=65_536)
+def age_band_days(birth: int | None, on: int, bands: tuple[tuple[int, str], ...], top: str) -> str | None:
+    """``age_band`` of plain dates (days since 1970-01-01, as the stage reads them). Cached: a
+    network's students share a few thousand birth dates, and a batch has one date."""
+    if birth is None:
+        return None
+    return age_band(from_epoch_days(birth), from_epoch_days(on), bands, top)

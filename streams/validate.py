@@ -4,14 +4,19 @@ Schema conformance is already guaranteed by decoding against the raw contract; h
 are the rules Avro cannot express: plausible dates and times, ranges, closed
 vocabularies, non-empty identifiers. A refusal names the field and the rule, never the
 value (the value stays in the dead letter's payload, inside the identified zone).
+
+Records are the stage's plain view of the contract (``Contract.plain``): timestamps are epoch
+milliseconds and dates days since 1970-01-01, compared as numbers.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from schemas.contracts import Dataset
+from schemas.contracts import Dataset, epoch_days, epoch_millis
 from streams.rejection import Reason, RecordRefused, Stage, reason
 
 EARLIEST_PLAUSIBLE = date(2000, 1, 1)
@@ -35,15 +40,42 @@ def _refuse(code: Reason, field: str, rule: str) -> RecordRefused:
     return RecordRefused(Stage.VALIDATE, code, reason(field, rule))
 
 
-def _date_within(value: date, low: date, high: date, field: str) -> None:
-    if not low <= value <= high:
+@dataclass(frozen=True)
+class Bounds:
+    """The plausible ranges for a day, as plain numbers (days since 1970-01-01, epoch ms)."""
+
+    earliest: int  # a sheet's or an evaluation's date
+    ahead: int  # latest such date: tomorrow
+    earliest_birth: int
+    today: int  # latest birth date
+    effective_ahead: int  # latest HR change date
+    earliest_event_ms: int
+    latest_event_ms: int
+
+
+@lru_cache(maxsize=8)
+def bounds(today: date, now: datetime | None = None) -> Bounds:
+    """The bounds for ``today`` (event times up to ``now`` plus the tolerance; default: the
+    end of ``today``). Cached: a batch's records share them."""
+    now = now or datetime.combine(today, datetime.max.time(), UTC)
+    return Bounds(
+        earliest=epoch_days(EARLIEST_PLAUSIBLE),
+        ahead=epoch_days(today + FUTURE_TOLERANCE),
+        earliest_birth=epoch_days(EARLIEST_BIRTH),
+        today=epoch_days(today),
+        effective_ahead=epoch_days(today + EFFECTIVE_DATE_AHEAD),
+        earliest_event_ms=epoch_millis(EARLIEST_EVENT_TIME),
+        latest_event_ms=epoch_millis(now + FUTURE_TOLERANCE),
+    )
+
+
+def _date_within(days: int, low: int, high: int, field: str) -> None:
+    if not low <= days <= high:
         raise _refuse(Reason.IMPLAUSIBLE_DATE, field, "outside the plausible dates")
 
 
-def _time_within(value: datetime, now: datetime, field: str) -> None:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    if not EARLIEST_EVENT_TIME <= value <= now + FUTURE_TOLERANCE:
+def _time_within(ms: int, b: Bounds, field: str) -> None:
+    if not b.earliest_event_ms <= ms <= b.latest_event_ms:
         raise _refuse(Reason.IMPLAUSIBLE_DATE, field, "before the year two thousand or more than a day ahead")
 
 
@@ -59,33 +91,32 @@ def normalize_level(value: str) -> str:
     return value.strip().lower()
 
 
-def _common(rec: dict[str, Any], today: date, now: datetime) -> None:
+def _common(rec: dict[str, Any], b: Bounds) -> None:
     _required(rec, "event_id")
     if rec["op"] not in RECORD_OPS:
         raise _refuse(Reason.UNKNOWN_VALUE, "op", "not upsert or delete")
-    _time_within(rec["occurred_at"], now, "occurred_at")
-    _time_within(rec["detected_at"], now, "detected_at")
-    birth: date | None = rec.get("birth_date")
+    _time_within(rec["occurred_at"], b, "occurred_at")
+    _time_within(rec["detected_at"], b, "detected_at")
+    birth: int | None = rec.get("birth_date")
     if birth is not None:
-        _date_within(birth, EARLIEST_BIRTH, today, "birth_date")
+        _date_within(birth, b.earliest_birth, b.today, "birth_date")
 
 
 def validate_record(
     dataset: Dataset, batch: dict[str, Any], rec: dict[str, Any], today: date, now: datetime | None = None
 ) -> None:
-    """Raise RecordRefused if the record breaks a business rule (``now`` bounds event times;
-    default: the end of ``today``)."""
-    now = now or datetime.combine(today, datetime.max.time(), UTC)
-    _common(rec, today, now)
-    ahead = today + FUTURE_TOLERANCE
+    """Raise RecordRefused if the plain record breaks a business rule (``now`` bounds event
+    times; default: the end of ``today``)."""
+    b = bounds(today, now)
+    _common(rec, b)
     if dataset is Dataset.ATTENDANCE:
         _required(rec, "student_local_id", "status_code")
-        _date_within(batch["sheet_date"], EARLIEST_PLAUSIBLE, ahead, "sheet_date")
+        _date_within(batch["sheet_date"], b.earliest, b.ahead, "sheet_date")
         if not 1 <= batch["period"] <= 12:
             raise _refuse(Reason.OUT_OF_RANGE, "period", "not a period of the school day (one to twelve)")
     elif dataset is Dataset.GRADES:
         _required(rec, "student_local_id", "result")
-        _date_within(batch["evaluation_date"], EARLIEST_PLAUSIBLE, ahead, "evaluation_date")
+        _date_within(batch["evaluation_date"], b.earliest, b.ahead, "evaluation_date")
         if not 1 <= batch["etape"] <= 3:
             raise _refuse(Reason.OUT_OF_RANGE, "etape", "not an étape (one to three)")
         if batch["scale"] not in GRADE_SCALES:
@@ -94,8 +125,6 @@ def validate_record(
             raise _refuse(Reason.UNKNOWN_VALUE, "level", "not in the closed vocabulary of levels")
     else:
         _required(rec, "employee_number", "job_code")
-        _date_within(
-            rec["effective_date"], EARLIEST_PLAUSIBLE, today + EFFECTIVE_DATE_AHEAD, "effective_date"
-        )
+        _date_within(rec["effective_date"], b.earliest, b.effective_ahead, "effective_date")
         if rec["change_type"] not in STAFF_CHANGE_TYPES:
             raise _refuse(Reason.UNKNOWN_VALUE, "change_type", "not in the closed vocabulary of changes")

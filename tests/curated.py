@@ -8,7 +8,8 @@ from typing import Any
 from connectors.simulator import SimulatedCss
 from schemas.contracts import CURATED_RECORDS_FIELD, Dataset
 from schemas.organizations import Organization
-from streams.process import StageContext, process_batch
+from streams.process import StageContext
+from tests.stage import run_stage
 
 
 def curated_batches(
@@ -20,7 +21,7 @@ def curated_batches(
     batches: dict[Dataset, list[dict[str, Any]]] = {ds: [] for ds in Dataset}
     for tick in range(ticks):
         for ds, raw in sim.tick(tick, 1.0, on or date.today()):
-            out = process_batch(css, ds, raw, ctx)
+            out = run_stage(css, ds, raw, ctx)
             batches[ds].append(
                 {
                     "mapping_version": "m1",
@@ -60,7 +61,7 @@ def curate_history(
     """The history through the stream stage, as curated batches."""
     batches: dict[Dataset, list[dict[str, Any]]] = {ds: [] for ds in Dataset}
     for css, ds, raw in history:
-        out = process_batch(css, ds, raw, ctx)
+        out = run_stage(css, ds, raw, ctx)
         batches[ds].append({"mapping_version": "m1", "processed_at": datetime.now(UTC),
                             CURATED_RECORDS_FIELD[ds]: out.records})  # fmt: skip
     return batches

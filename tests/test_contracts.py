@@ -18,12 +18,15 @@ from schemas.contracts import (
     CURATED_RECORDS_FIELD,
     Dataset,
     curated_contract,
+    epoch_days,
+    epoch_millis,
+    from_epoch_days,
     load_contract,
     parse_raw_topic,
     raw_contract,
     raw_topic,
 )
-from schemas.wire import AvroCodec, WireFormatError
+from schemas.wire import AvroCodec, WireFormatError, as_logical, as_plain
 
 IDENTIFIERS = {"code_permanent", "first_name", "last_name", "birth_date", "postal_code",
                "email", "phone", "employee_number", "student_local_id", "absence_text"}  # fmt: skip
@@ -134,16 +137,37 @@ def test_registry_stand_in_gives_one_id_per_schema_and_persists(registry, tmp_pa
         two.stop()
 
 
+def _staff_change(now: datetime) -> dict:
+    return {"event_id": "e", "record_key": "r", "op": "upsert",
+            "employee_number": "E1", "first_name": None, "last_name": None,
+            "birth_date": date(1980, 2, 29), "email": None, "phone": None, "job_code": "ENS",
+            "change_type": "hire", "leave_type": None, "school_code": None, "legally_qualified": True,
+            "effective_date": date(2026, 11, 20), "occurred_at": now, "detected_at": now}  # fmt: skip
+
+
 def test_date_and_timestamp_logical_types_round_trip(codec: AvroCodec) -> None:
     contract = raw_contract(Dataset.STAFF)
     now = datetime(2026, 11, 20, 13, 0, 1, 123000, tzinfo=UTC)
-    change = {"event_id": "e", "record_key": "r", "op": "upsert",
-              "employee_number": "E1", "first_name": None, "last_name": None,
-              "birth_date": date(1980, 2, 29), "email": None, "phone": None, "job_code": "ENS",
-              "change_type": "hire", "leave_type": None, "school_code": None, "legally_qualified": True,
-              "effective_date": date(2026, 11, 20), "occurred_at": now, "detected_at": now}  # fmt: skip
+    change = _staff_change(now)
     batch = {"css": "laval", "source_system": "x", "changes": [change]}
     out = codec.decode(codec.encode(contract, batch), contract)["changes"][0]
     assert out["birth_date"] == date(1980, 2, 29)
     assert out["occurred_at"] == now
     assert isinstance(io, object)
+
+
+def test_the_stage_reads_times_as_plain_numbers_from_the_same_bytes(codec: AvroCodec) -> None:
+    """The stream stage's plain view: epoch milliseconds and days since 1970-01-01, same wire
+    bytes both ways, so a sink reading the stage's output gets the datetimes the connector sent."""
+    contract = raw_contract(Dataset.STAFF)
+    now = datetime(2026, 11, 20, 13, 0, 1, 123000, tzinfo=UTC)
+    change = _staff_change(now)
+    data = codec.encode(contract, {"css": "laval", "source_system": "x", "changes": [change]})
+    plain = codec.decode(data, contract, plain=True)
+    got = plain["changes"][0]
+    assert got["occurred_at"] == epoch_millis(now) == 1_795_179_601_123
+    assert got["birth_date"] == epoch_days(date(1980, 2, 29)) == 3_711
+    assert from_epoch_days(got["effective_date"]) == date(2026, 11, 20)
+    assert codec.encode(contract, plain, plain=True) == data
+    assert as_logical(contract, plain)["changes"][0] == change
+    assert as_plain(contract, as_logical(contract, plain)) == plain

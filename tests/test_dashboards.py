@@ -42,7 +42,7 @@ from schemas.contracts import CURATED_RECORDS_FIELD, RAW_RECORDS_FIELD, Dataset
 from sinks.rows import FACT_TABLES, consent_frame, dead_letter_frame, fact_frame, organizations_frame
 from streams.absence import CANONICAL_REASONS
 from streams.curate import RawMessage, dead_letter
-from streams.process import process_batch
+from tests.stage import run_stage
 
 DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "vigie.yml"
 PROVISIONED = dict(re.findall(r"uid: (\S+)\n\s+type: (\S+)", DATASOURCES.read_text()))
@@ -171,7 +171,7 @@ def load_history(wh, stage_context, organizations, history) -> None:
     batches: dict[Dataset, list[dict[str, Any]]] = defaultdict(list)
     letters = []
     for offset, (css, ds, raw) in enumerate(history):
-        out = process_batch(css, ds, raw, stage_context)
+        out = run_stage(css, ds, raw, stage_context)
         batches[ds].append(
             {"mapping_version": "m1", "processed_at": now, CURATED_RECORDS_FIELD[ds]: out.records}
         )

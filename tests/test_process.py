@@ -12,7 +12,8 @@ from connectors.simulator import SimulatedCss
 from schemas.contracts import Dataset
 from schemas.schools import default_schools
 from streams.absence import CANONICAL_REASONS
-from streams.process import StageContext, process_batch
+from streams.process import StageContext
+from tests.stage import run_stage
 
 NOW = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 20)
@@ -53,7 +54,7 @@ def test_no_identifier_reaches_a_curated_attendance_record(
             "absence_code": None, "absence_text": text, "occurred_at": NOW, "detected_at": NOW}  # fmt: skip
     batch = {"css": "phares", "source_system": "GPI", "school_code": a_school("phares"), "group_code": "G1",
              "period": 2, "sheet_date": TODAY, "marks": [mark]}  # fmt: skip
-    out = process_batch("phares", Dataset.ATTENDANCE, batch, stage_context)
+    out = run_stage("phares", Dataset.ATTENDANCE, batch, stage_context)
     [record] = out.records
     # The motif is a closed vocabulary: it may equal a word of the text ("voyage") without
     # leaking anything; every other field must not contain any identifier.
@@ -76,7 +77,7 @@ def test_no_identifier_reaches_a_curated_staff_record(
               "legally_qualified": True, "effective_date": TODAY,
               "occurred_at": NOW, "detected_at": NOW}  # fmt: skip
     batch = {"css": "laval", "source_system": "HR", "changes": [change]}
-    out = process_batch("laval", Dataset.STAFF, batch, stage_context)
+    out = run_stage("laval", Dataset.STAFF, batch, stage_context)
     [record] = out.records
     # Fields from closed vocabularies cannot carry an identifier, though a generated name
     # may happen to be part of one ("maladi" in "maladie").
@@ -91,7 +92,7 @@ def test_no_identifier_reaches_a_curated_staff_record(
 def test_simulated_batches_are_curated_without_identifiers(stage_context, organizations) -> None:
     css = SimulatedCss(organizations["montreal"], seed=3)
     for dataset, batch in css.tick(0, 1.0, TODAY):
-        out = process_batch("montreal", dataset, batch, stage_context)
+        out = run_stage("montreal", dataset, batch, stage_context)
         assert out.records and not out.rejections
         values = set(_flatten(out.records))
         for rec in batch[{"attendance": "marks", "grades": "results", "staff": "changes"}[dataset.value]]:
@@ -103,14 +104,14 @@ def test_simulated_batches_are_curated_without_identifiers(stage_context, organi
 def test_processing_twice_gives_identical_output(stage_context, organizations) -> None:
     css = SimulatedCss(organizations["capitale"], seed=1)
     for dataset, batch in css.tick(0, 1.0, TODAY):
-        assert process_batch("capitale", dataset, batch, stage_context) == process_batch(
+        assert run_stage("capitale", dataset, batch, stage_context) == run_stage(
             "capitale", dataset, batch, stage_context
         )
 
 
 def test_payload_css_must_match_topic_css(stage_context, organizations) -> None:
     batch = SimulatedCss(organizations["laval"], seed=1).attendance_sheet(TODAY, NOW)
-    out = process_batch("montreal", Dataset.ATTENDANCE, batch, stage_context)
+    out = run_stage("montreal", Dataset.ATTENDANCE, batch, stage_context)
     assert not out.records
     [rej] = out.rejections
     assert (rej.stage, rej.reason_code, rej.record_count) == (
@@ -123,14 +124,14 @@ def test_payload_css_must_match_topic_css(stage_context, organizations) -> None:
 def test_unknown_css_is_refused(stage_context, organizations) -> None:
     batch = SimulatedCss(organizations["laval"], seed=1).attendance_sheet(TODAY, NOW)
     batch["css"] = "atlantis"
-    [rej] = process_batch("atlantis", Dataset.ATTENDANCE, batch, stage_context).rejections
+    [rej] = run_stage("atlantis", Dataset.ATTENDANCE, batch, stage_context).rejections
     assert rej.reason_code == "unknown_css"
 
 
 def test_unconsented_dataset_is_withheld_without_payload(stage_context, organizations) -> None:
     assert not stage_context.consent.allows("english-montreal", Dataset.STAFF, TODAY)
     batch = SimulatedCss(organizations["english-montreal"], seed=1).staff_changes(TODAY, NOW)
-    out = process_batch("english-montreal", Dataset.STAFF, batch, stage_context)
+    out = run_stage("english-montreal", Dataset.STAFF, batch, stage_context)
     [rej] = out.rejections
     assert not out.records
     assert (rej.reason_code, rej.keep_payload, rej.record_count) == (
@@ -144,7 +145,7 @@ def test_invalid_records_are_refused_one_by_one(stage_context, organizations) ->
     batch = SimulatedCss(organizations["laval"], seed=1).attendance_sheet(TODAY, NOW)
     batch["marks"][0]["status_code"] = "?"
     batch["marks"][1]["occurred_at"] = datetime(2199, 1, 1, tzinfo=UTC)
-    out = process_batch("laval", Dataset.ATTENDANCE, batch, stage_context)
+    out = run_stage("laval", Dataset.ATTENDANCE, batch, stage_context)
     assert len(out.records) == len(batch["marks"]) - 2
     assert {r.event_id for r in out.rejections} == {m["event_id"] for m in batch["marks"][:2]}
     by_event = {r.event_id: r for r in out.rejections}
@@ -152,7 +153,7 @@ def test_invalid_records_are_refused_one_by_one(stage_context, organizations) ->
     date_ = by_event[batch["marks"][1]["event_id"]]
     assert (status.stage, status.reason_code) == ("harmonize", "unknown_status")
     assert (date_.stage, date_.reason_code) == ("validate", "implausible_date")
-    assert status.record is batch["marks"][0]  # the original record goes to the dead letter
+    assert status.record == batch["marks"][0]  # the original record goes to the dead letter
     # Reasons describe the rule, never a person.
     assert not any(batch["marks"][0]["last_name"] in r.reason for r in out.rejections)
 
@@ -161,7 +162,7 @@ def test_absences_carry_a_canonical_reason(stage_context, organizations) -> None
     css = SimulatedCss(organizations["montreal"], seed=5)
     reasons = set()
     for _ in range(20):
-        out = process_batch("montreal", Dataset.ATTENDANCE, css.attendance_sheet(TODAY, NOW), stage_context)
+        out = run_stage("montreal", Dataset.ATTENDANCE, css.attendance_sheet(TODAY, NOW), stage_context)
         for r in out.records:
             if r["status"] in ("present", "absent"):
                 assert (r["absence_reason"] is None) == (r["status"] == "present")

@@ -101,7 +101,7 @@ def test_codec_cannot_register_an_incompatible_contract(reg: RegistryServer) -> 
     AvroCodec.from_url(reg.url).schema_id(contract)
     raw = json.loads(_changed_type(contract.schema_str, "reason", "long"))
 
-    broken = Contract(contract.file_name, contract.full_name, raw, fastavro.parse_schema(raw))
+    broken = Contract(contract.file_name, contract.full_name, raw, fastavro.parse_schema(raw), None)
     with pytest.raises(SchemaRegistryError) as info:
         AvroCodec.from_url(reg.url).schema_id(broken)
     assert info.value.http_status_code == 409

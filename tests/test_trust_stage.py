@@ -33,9 +33,10 @@ from schemas.schools import default_schools
 from sinks.rows import UNKNOWN_RAW_TOPIC, dead_letter_frame, fact_frame
 from streams.curate import RawMessage, curate_messages
 from streams.harmonize import Unmapped
-from streams.process import StageContext, process_batch
+from streams.process import StageContext
 from streams.pseudonymize import Pseudonymizer
 from streams.stewardship import StewardshipLog, mask
+from tests.stage import run_stage
 
 NOW = datetime.now(UTC)
 TODAY = NOW.date()
@@ -70,8 +71,8 @@ def test_two_keys_share_no_id_value(stage_context: StageContext, organizations: 
     ids_one: set[str] = set()
     ids_two: set[str] = set()
     for css, ds, batch in _network(organizations):
-        ids_one |= _ids(process_batch(css, ds, batch, one).records)
-        ids_two |= _ids(process_batch(css, ds, batch, two).records)
+        ids_one |= _ids(run_stage(css, ds, batch, one).records)
+        ids_two |= _ids(run_stage(css, ds, batch, two).records)
     assert len(ids_one) > 1000
     assert not ids_one & ids_two
 
@@ -86,7 +87,7 @@ def test_a_brute_force_over_small_local_ids_without_the_key_finds_nothing(
     sheets = [sim.attendance_sheet(TODAY, NOW) for _ in range(8)]
     stored: set[str] = set()
     for sheet in sheets:
-        stored |= _ids(process_batch("laval", Dataset.ATTENDANCE, sheet, stage_context).records)
+        stored |= _ids(run_stage("laval", Dataset.ATTENDANCE, sheet, stage_context).records)
     assert stored
     candidates: set[str] = set()
     for sheet in sheets:
@@ -110,11 +111,11 @@ def test_keyed_ids_still_replace_redeliveries_and_corrections(
     stage_context: StageContext, organizations: Any
 ) -> None:
     sheet = SimulatedCss(organizations["laval"], seed=2).attendance_sheet(TODAY, NOW)
-    first = process_batch("laval", Dataset.ATTENDANCE, sheet, stage_context).records
-    again = process_batch("laval", Dataset.ATTENDANCE, sheet, stage_context).records
+    first = run_stage("laval", Dataset.ATTENDANCE, sheet, stage_context).records
+    again = run_stage("laval", Dataset.ATTENDANCE, sheet, stage_context).records
     assert [r["event_id"] for r in first] == [r["event_id"] for r in again]  # redelivery: same id
     corrected = {**sheet, "marks": [{**m, "event_id": m["event_id"] + "-v2"} for m in sheet["marks"]]}
-    fixed = process_batch("laval", Dataset.ATTENDANCE, corrected, stage_context).records
+    fixed = run_stage("laval", Dataset.ATTENDANCE, corrected, stage_context).records
     assert [r["record_key"] for r in fixed] == [r["record_key"] for r in first]  # same row
     assert not {r["event_id"] for r in fixed} & {r["event_id"] for r in first}  # a new version
     assert {r["key_id"] for r in fixed} == {"ktest"}  # the key id stands beside the ids
@@ -142,7 +143,7 @@ def test_dead_letters_carry_keyed_event_ids(
 def test_a_group_named_after_a_teacher_is_keyed(stage_context: StageContext, organizations: Any) -> None:
     sheet = SimulatedCss(organizations["laval"], seed=2).attendance_sheet(TODAY, NOW)
     sheet["group_code"] = "Groupe de Mme Tremblay"
-    records = process_batch("laval", Dataset.ATTENDANCE, sheet, stage_context).records
+    records = run_stage("laval", Dataset.ATTENDANCE, sheet, stage_context).records
     assert records and all("Tremblay" not in str(r) for r in records)
     assert len({r["group_code"] for r in records}) == 1  # still one group
 
@@ -153,7 +154,7 @@ def test_a_school_outside_the_reference_is_refused_and_shown_to_stewards(
 ) -> None:
     evaluation = SimulatedCss(organizations["laval"], seed=2).evaluation(TODAY, NOW)
     evaluation["school_code"] = school
-    out = process_batch("laval", Dataset.GRADES, evaluation, stage_context)
+    out = run_stage("laval", Dataset.GRADES, evaluation, stage_context)
     assert not out.records
     [refusal] = out.rejections
     assert (refusal.reason_code, refusal.record_count) == ("unknown_school", len(evaluation["results"]))
@@ -166,7 +167,7 @@ def test_another_css_school_is_refused(stage_context: StageContext, organization
     sheet = SimulatedCss(organizations["laval"], seed=2).attendance_sheet(TODAY, NOW)
     sheet["school_code"] = next(iter(default_schools()["montreal"]))
     assert sheet["school_code"] not in default_schools()["laval"]
-    [refusal] = process_batch("laval", Dataset.ATTENDANCE, sheet, stage_context).rejections
+    [refusal] = run_stage("laval", Dataset.ATTENDANCE, sheet, stage_context).rejections
     assert refusal.reason_code == "unknown_school"
 
 
@@ -175,7 +176,7 @@ def test_staff_school_outside_the_reference_refuses_that_change(
 ) -> None:
     changes = SimulatedCss(organizations["laval"], seed=2).staff_changes(TODAY, NOW)
     changes["changes"][0]["school_code"] = "bureau de Jean Tremblay"
-    out = process_batch("laval", Dataset.STAFF, changes, stage_context)
+    out = run_stage("laval", Dataset.STAFF, changes, stage_context)
     assert len(out.records) == len(changes["changes"]) - 1
     [refusal] = out.rejections
     assert refusal.reason_code == "unknown_school" and "Tremblay" not in refusal.reason
@@ -187,10 +188,10 @@ def test_levels_come_from_a_closed_vocabulary(
 ) -> None:
     evaluation = SimulatedCss(organizations["laval"], seed=2).evaluation(TODAY, NOW)
     evaluation["level"] = level
-    out = process_batch("laval", Dataset.GRADES, evaluation, stage_context)
+    out = run_stage("laval", Dataset.GRADES, evaluation, stage_context)
     assert not out.records
     assert {r.reason for r in out.rejections} == {"level: not in the closed vocabulary of levels"}
-    ok = process_batch("laval", Dataset.GRADES, {**evaluation, "level": " Sec3 "}, stage_context)
+    ok = run_stage("laval", Dataset.GRADES, {**evaluation, "level": " Sec3 "}, stage_context)
     assert {r["level"] for r in ok.records} == {"sec3"}
 
 
@@ -217,7 +218,7 @@ def test_every_curated_string_is_a_code_a_reference_or_keyed(
     keyed = {"event_id", "record_key", "group_code", "student_pseudonym", "staff_pseudonym"}
     seen: set[str] = set()
     for css, ds, batch in _network(organizations, seed=12):
-        for record in process_batch(css, ds, batch, stage_context).records:
+        for record in run_stage(css, ds, batch, stage_context).records:
             for name, value in record.items():
                 if not isinstance(value, str):
                     continue
@@ -404,7 +405,7 @@ def test_event_times_outside_2000_to_tomorrow_are_refused(
 ) -> None:
     sheet = SimulatedCss(organizations["laval"], seed=2).attendance_sheet(TODAY, NOW)
     sheet["marks"][0][field] = when
-    out = process_batch("laval", Dataset.ATTENDANCE, sheet, stage_context)
+    out = run_stage("laval", Dataset.ATTENDANCE, sheet, stage_context)
     [refusal] = out.rejections
     assert (refusal.reason_code, refusal.reason.split(":")[0]) == ("implausible_date", field)
     assert str(when.year) not in refusal.reason

@@ -9,7 +9,7 @@ import pytest
 from connectors.simulator import SimulatedCss
 from schemas.contracts import Dataset
 from streams.rejection import RecordRefused
-from streams.validate import validate_record
+from tests.stage import validate
 
 TODAY = date(2026, 11, 20)
 NOW = datetime(2026, 11, 20, 14, tzinfo=UTC)
@@ -21,7 +21,7 @@ def sheet(organizations):
 
 
 def test_a_good_record_passes(sheet) -> None:
-    validate_record(Dataset.ATTENDANCE, sheet, sheet["marks"][0], TODAY)
+    validate(Dataset.ATTENDANCE, sheet, sheet["marks"][0], TODAY)
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_a_good_record_passes(sheet) -> None:
 def test_record_rules(sheet, change: dict, reason: str) -> None:
     rec = {**sheet["marks"][0], **change}
     with pytest.raises(RecordRefused) as info:
-        validate_record(Dataset.ATTENDANCE, sheet, rec, TODAY)
+        validate(Dataset.ATTENDANCE, sheet, rec, TODAY)
     assert (info.value.stage, info.value.reason_code) == ("validate", reason)
 
 
@@ -46,7 +46,7 @@ def test_record_rules(sheet, change: dict, reason: str) -> None:
 )  # fmt: skip
 def test_sheet_rules(sheet, change: dict, reason: str) -> None:
     with pytest.raises(RecordRefused) as info:
-        validate_record(Dataset.ATTENDANCE, {**sheet, **change}, sheet["marks"][0], TODAY)
+        validate(Dataset.ATTENDANCE, {**sheet, **change}, sheet["marks"][0], TODAY)
     assert info.value.reason_code == reason
 
 
@@ -54,15 +54,15 @@ def test_grade_and_staff_rules(organizations) -> None:
     css = SimulatedCss(organizations["laval"], seed=1)
     evaluation = css.evaluation(TODAY, NOW)
     with pytest.raises(RecordRefused, match=r"^etape: "):
-        validate_record(Dataset.GRADES, {**evaluation, "etape": 4}, evaluation["results"][0], TODAY)
+        validate(Dataset.GRADES, {**evaluation, "etape": 4}, evaluation["results"][0], TODAY)
     with pytest.raises(RecordRefused, match=r"^scale: "):
-        validate_record(Dataset.GRADES, {**evaluation, "scale": "stanine"}, evaluation["results"][0], TODAY)
+        validate(Dataset.GRADES, {**evaluation, "scale": "stanine"}, evaluation["results"][0], TODAY)
     changes = css.staff_changes(TODAY, NOW)
     change = changes["changes"][0]
-    validate_record(
+    validate(
         Dataset.STAFF, changes, {**change, "effective_date": date(2027, 8, 25)}, TODAY
     )  # planned hire
     with pytest.raises(RecordRefused, match=r"^change_type: "):
-        validate_record(Dataset.STAFF, changes, {**change, "change_type": "promotion"}, TODAY)
+        validate(Dataset.STAFF, changes, {**change, "change_type": "promotion"}, TODAY)
     with pytest.raises(RecordRefused, match=r"^employee_number: "):
-        validate_record(Dataset.STAFF, changes, {**change, "employee_number": ""}, TODAY)
+        validate(Dataset.STAFF, changes, {**change, "employee_number": ""}, TODAY)
