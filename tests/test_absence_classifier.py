@@ -171,6 +171,18 @@ def test_the_suspension_rule_yields_to_weather_and_to_the_nurse(
     assert harmonizer.absence.classify_text(text).category == reason
 
 
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [("batterie morte", False), ("malade à mort", False), ("mort de rire, pas venu", False),
+     ("expulsés du logement", False),  # an eviction, not a sanction
+     ("batterie morte, décès de son oncle", True), ("son chien est mort", True), ("expulsé pour bataille", True)],
+)  # fmt: skip
+def test_a_mort_that_is_no_death_and_an_eviction_are_left_to_the_model(
+    harmonizer: Harmonizer, text: str, rule: bool
+) -> None:
+    assert (harmonizer.absence.classify_text(text).by == "rule") is rule
+
+
 def test_a_medical_appointment_comes_before_a_school_trip(harmonizer: Harmonizer) -> None:
     found = harmonizer.absence.classify_text("rdv chez le dentiste, sortie scolaire manquée")
     assert found.category == "sante_rdv" and found.by == "model"
