@@ -35,11 +35,11 @@ from streams.absence_model import TextModel, load_model
 
 __all__ = ["CANONICAL_REASONS", "UNKNOWN", "AbsenceClassifier", "Classification", "normalize"]
 
-DEFAULT_THRESHOLD = 0.45
+DEFAULT_THRESHOLD = 0.5
 # The model's best category must lead the runner-up by this much (SVM margin units), or
 # the answer is ``inconnu``: a text between two reasons is a steward's, not a guess.
 # Chosen on dev.tsv and by cross-validation on train.tsv (README, "Motifs d'absence").
-DEFAULT_MIN_LEAD = 0.15
+DEFAULT_MIN_LEAD = 0.25
 CACHE_MAX = 50_000
 # A motif is a line; a hostile or careless CSS may send pages. Only this much is read, so
 # the cache's memory stays bounded (50,000 × 256 characters) whatever arrives.
