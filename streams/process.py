@@ -162,13 +162,16 @@ CURATORS: dict[Dataset, tuple[Shared, Curator]] = {
 }
 
 
-def _consent_date(dataset: Dataset, batch: dict[str, Any], today: date) -> date:
-    """The date a batch's facts belong to: consent must cover it."""
-    if dataset is Dataset.ATTENDANCE:
-        return from_epoch_days(batch["sheet_date"])
-    if dataset is Dataset.GRADES:
-        return from_epoch_days(batch["evaluation_date"])
-    return today
+def _consent_date(dataset: Dataset, batch: dict[str, Any], today: date) -> date | None:
+    """The date a batch's facts belong to: consent must cover it. None for a day no calendar
+    has (the plain view reads any int; validation then refuses every record of the batch)."""
+    if dataset is Dataset.STAFF:
+        return today
+    days = batch["sheet_date" if dataset is Dataset.ATTENDANCE else "evaluation_date"]
+    try:
+        return from_epoch_days(days)
+    except (ValueError, OverflowError):
+        return None
 
 
 _UNKNOWN_SCHOOL = reason("school_code", "not a school of this organization in the schools reference")
@@ -210,7 +213,8 @@ def process_batch(topic_css: str, dataset: Dataset, batch: dict[str, Any], ctx: 
     today = ctx.today()
     # Known up front so that no record of an unconsented dataset is kept, not even in a
     # dead letter; the refusal itself is reported in stage order, after validation.
-    consented = ctx.consent.allows(topic_css, dataset, _consent_date(dataset, batch, today))
+    on = _consent_date(dataset, batch, today)
+    consented = on is not None and ctx.consent.allows(topic_css, dataset, on)
     valid = []
     for rec in batch[RAW_RECORDS_FIELD[dataset]]:
         try:

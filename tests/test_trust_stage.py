@@ -30,6 +30,7 @@ from schemas.contracts import (
     raw_topic,
 )
 from schemas.schools import default_schools
+from schemas.wire import as_plain
 from sinks.rows import UNKNOWN_RAW_TOPIC, dead_letter_frame, fact_frame
 from streams.curate import RawMessage, curate_messages
 from streams.harmonize import Unmapped
@@ -279,6 +280,40 @@ def test_no_reason_quotes_a_value(
     reasons = [codec.decode(b, load_contract(DEAD_LETTER_CONTRACT))["reason"] for b in out.dead_letters]
     for reason in reasons:
         assert not {s for s in _substrings(value) if s in reason}, (name, reason)
+
+
+@pytest.mark.parametrize("days", [2**31 - 1, -(2**31), -719_163, 2_932_897])
+@pytest.mark.parametrize("dataset", [Dataset.ATTENDANCE, Dataset.GRADES, Dataset.STAFF])
+def test_a_day_no_calendar_has_is_refused_not_a_crash(
+    stage_context: StageContext, codec: Any, organizations: Any, dataset: Dataset, days: int
+) -> None:
+    """The stage reads dates as plain ints: a hostile connector can write any int where a date
+    goes, including days before year 1 or after 9999 that no ``date`` holds. Every record is
+    refused as implausible (and, its consent date being none, not kept), the batch never
+    crashes the stage."""
+    sim = SimulatedCss(organizations["laval"], seed=4)
+    batch = {Dataset.ATTENDANCE: lambda: sim.attendance_sheet(TODAY, NOW),
+             Dataset.GRADES: lambda: sim.evaluation(TODAY, NOW),
+             Dataset.STAFF: lambda: sim.staff_changes(TODAY, NOW)}[dataset]()  # fmt: skip
+    plain = as_plain(raw_contract(dataset), batch)
+    field = RAW_RECORDS_FIELD[dataset]
+    if dataset is Dataset.STAFF:
+        plain[field][0]["effective_date"] = days
+        plain[field][0]["birth_date"] = days
+    else:
+        plain["sheet_date" if dataset is Dataset.ATTENDANCE else "evaluation_date"] = days
+        plain[field][0]["birth_date"] = days
+    msg = RawMessage(raw_topic("laval", dataset), 0, 3, codec.encode(raw_contract(dataset), plain, plain=True))
+    out = curate_messages([msg], stage_context, codec, "m")
+    letters = [codec.decode(b, load_contract(DEAD_LETTER_CONTRACT)) for b in out.dead_letters]
+    if dataset is Dataset.STAFF:
+        assert out.curated_records == len(plain[field]) - 1
+        assert len(letters) == 1
+    else:
+        assert out.curated_records == 0
+        assert len(letters) == len(plain[field])
+        assert all(letter["payload"] is None for letter in letters)  # no consent date: nothing kept
+    assert {(letter["stage"], letter["reason_code"]) for letter in letters} == {("validate", "implausible_date")}
 
 
 def test_undecodable_messages_do_not_echo_their_bytes(stage_context: StageContext, codec: Any) -> None:
