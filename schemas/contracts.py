@@ -23,17 +23,25 @@ class Dataset(StrEnum):
     STAFF = "staff"
 
 
-# Logical types the contracts use, read as their plain Avro type in the stream stage.
-PLAIN_LOGICAL_TYPES = frozenset({"timestamp-millis", "date"})
 EPOCH = date(1970, 1, 1)
+# Avro's primitive types: a logical type on one of these is read as the primitive alone.
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 
 def without_logical_types(schema: Any) -> Any:
     """The schema with timestamps as epoch milliseconds and dates as days since 1970-01-01:
-    same bytes on the wire, but read and written without building a datetime or a date."""
+    same bytes on the wire, but read and written without building a datetime or a date.
+    Every logical type goes, not only the two the contracts use: fastavro converts with the
+    writer's annotations, and a writer schema may annotate a field of the contract otherwise
+    (Avro's compatibility check ignores logical types), which would hand the stage a datetime
+    or a time where it compares ints."""
     if isinstance(schema, dict):
-        if schema.get("logicalType") in PLAIN_LOGICAL_TYPES:
-            return schema["type"]
+        if "logicalType" in schema:
+            kind = schema.get("type")
+            if isinstance(kind, str) and kind in _PRIMITIVES and "name" not in schema:
+                return kind
+            # A fixed, or a field naming a logical type beside its type: keep it, unannotated.
+            schema = {key: value for key, value in schema.items() if key != "logicalType"}
         return {key: without_logical_types(value) for key, value in schema.items()}
     if isinstance(schema, list):
         return [without_logical_types(item) for item in schema]

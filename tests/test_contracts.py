@@ -25,6 +25,7 @@ from schemas.contracts import (
     parse_raw_topic,
     raw_contract,
     raw_topic,
+    without_logical_types,
 )
 from schemas.wire import AvroCodec, WireFormatError, as_logical, as_plain
 
@@ -171,3 +172,26 @@ def test_the_stage_reads_times_as_plain_numbers_from_the_same_bytes(codec: AvroC
     assert codec.encode(contract, plain, plain=True) == data
     assert as_logical(contract, plain)["changes"][0] == change
     assert as_plain(contract, as_logical(contract, plain)) == plain
+
+
+def test_the_plain_view_drops_every_logical_type_and_stays_a_schema() -> None:
+    """A writer schema may carry any logical type (fastavro converts with the writer's): the
+    plain view keeps the underlying Avro type of each, a fixed stays a fixed, and a field that
+    names a logical type beside its type (Avro ignores it there) stays a field."""
+    schema = {"type": "record", "name": "W", "fields": [
+        {"name": "t", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "h", "type": ["null", {"type": "int", "logicalType": "time-millis"}]},
+        {"name": "u", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "d", "type": {"type": "fixed", "name": "D", "size": 4, "logicalType": "decimal",
+                               "precision": 6, "scale": 2}},
+        {"name": "f", "type": "long", "logicalType": "date"},
+    ]}  # fmt: skip
+    plain = without_logical_types(schema)
+    assert "logicalType" not in json.dumps(plain)
+    assert [f["name"] for f in plain["fields"]] == ["t", "h", "u", "d", "f"]
+    assert plain["fields"][3]["type"]["type"] == "fixed"
+    record = {"t": 2**40, "h": 5, "u": "not-a-uuid", "d": b"\0\0\0\1", "f": 3}
+    parsed = fastavro.parse_schema(plain)
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, parsed, record)
+    assert fastavro.schemaless_reader(io.BytesIO(body.getvalue()), parsed, None) == record

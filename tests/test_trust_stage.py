@@ -4,14 +4,19 @@ warehouse, a careless CSS, a hostile CSS. Each one failed before the fix it name
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import stat
+import struct
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -314,6 +319,63 @@ def test_a_day_no_calendar_has_is_refused_not_a_crash(
         assert len(letters) == len(plain[field])
         assert all(letter["payload"] is None for letter in letters)  # no consent date: nothing kept
     assert {(letter["stage"], letter["reason_code"]) for letter in letters} == {("validate", "implausible_date")}
+
+
+def _retyped(schema: dict[str, Any], path: tuple[str, ...], logical_type: str) -> dict[str, Any]:
+    """``schema`` with the field at ``path`` (record fields, through arrays) annotated
+    ``logical_type`` on its own Avro type."""
+    schema = json.loads(json.dumps(schema))
+    fields = schema["fields"]
+    for name in path[:-1]:
+        fields = next(f for f in fields if f["name"] == name)["type"]["items"]["fields"]
+    field = next(f for f in fields if f["name"] == path[-1])
+
+    def annotated(member: Any) -> Any:
+        base = member["type"] if isinstance(member, dict) else member
+        return member if base == "null" else {"type": base, "logicalType": logical_type}
+
+    kind = field["type"]
+    field["type"] = [annotated(m) for m in kind] if isinstance(kind, list) else annotated(kind)
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("path", "logical_type", "scale", "curated"),
+    [
+        (("marks", "occurred_at"), "timestamp-micros", 1000, False),  # micros read as ms: far ahead
+        (("marks", "detected_at"), "local-timestamp-millis", 1, True),
+        (("marks", "birth_date"), "time-millis", 1, True),
+        (("period",), "time-millis", 1, True),
+    ],
+)  # fmt: skip
+def test_a_writer_schema_with_other_logical_types_is_read_plain_not_a_crash(
+    stage_context: StageContext, codec: Any, registry: Any, organizations: Any,
+    path: tuple[str, ...], logical_type: str, scale: int, curated: bool,
+) -> None:  # fmt: skip
+    """The registry's compatibility check (Avro's) ignores logical types, and a message may name
+    any registered schema id: a hostile connector can write a raw batch whose writer schema puts
+    another logical type on a timestamp, a date or an int of the contract. The stage's plain
+    view must read the plain number whatever the writer's annotation (before: fastavro built a
+    datetime or a time from the writer's annotation, validation compared it with an int and the
+    TypeError stopped the stage on that batch, again at every restart)."""
+    contract = raw_contract(Dataset.ATTENDANCE)
+    hostile = _retyped(contract.raw, path, logical_type)
+    client = SchemaRegistryClient({"url": registry.url})
+    sid = client.register_schema(f"hostile-{logical_type}-{path[-1]}", Schema(json.dumps(hostile), "AVRO"))
+    plain = as_plain(contract, SimulatedCss(organizations["laval"], seed=4).attendance_sheet(TODAY, NOW))
+    for mark in plain["marks"]:
+        mark["occurred_at"] *= scale
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(hostile), plain)
+    framed = struct.pack(">bI", 0, sid) + body.getvalue()
+    msg = RawMessage(raw_topic("laval", Dataset.ATTENDANCE), 0, 5, framed)
+    out = curate_messages([msg], stage_context, codec, "m")
+    letters = [codec.decode(b, load_contract(DEAD_LETTER_CONTRACT)) for b in out.dead_letters]
+    if curated:
+        assert (out.curated_records, letters) == (len(plain["marks"]), [])
+    else:
+        assert out.curated_records == 0
+        assert {(x["stage"], x["reason_code"]) for x in letters} == {("validate", "implausible_date")}
 
 
 def test_undecodable_messages_do_not_echo_their_bytes(stage_context: StageContext, codec: Any) -> None:
