@@ -27,7 +27,7 @@ from schemas.contracts import (
     raw_contract,
     split_raw_topic,
 )
-from schemas.wire import AvroCodec, WireFormatError
+from schemas.wire import AvroCodec, WireFormatError, encode_body
 from streams.harmonize import Unmapped
 from streams.process import StageContext, process_batch
 from streams.rejection import Reason, Rejection, Stage, reason
@@ -190,7 +190,14 @@ def curate_messages(
             payload = None
             if rejection.record is not None:
                 single = {**batch, RAW_RECORDS_FIELD[dataset]: [rejection.record]}
-                payload = codec.encode(raw_contract(dataset), single, plain=True)
+                try:
+                    body = encode_body(raw_contract(dataset), single, plain=True)
+                except (ValueError, OverflowError):
+                    # fastavro reads an Avro int of any size, a union (null or int) writes none
+                    # past 32 bits: such a record keeps the message as it came (the default).
+                    pass
+                else:
+                    payload = codec.frame(raw_contract(dataset), body)
             if rejection.event_id:
                 rejection = replace(rejection, event_id=p.event_id(css, rejection.event_id))
             letters.append(dead_letter(msg, rejection, now, known, dataset, payload))

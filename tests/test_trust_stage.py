@@ -33,6 +33,7 @@ from schemas.contracts import (
     load_contract,
     raw_contract,
     raw_topic,
+    without_logical_types,
 )
 from schemas.schools import default_schools
 from schemas.wire import as_plain
@@ -319,6 +320,49 @@ def test_a_day_no_calendar_has_is_refused_not_a_crash(
         assert len(letters) == len(plain[field])
         assert all(letter["payload"] is None for letter in letters)  # no consent date: nothing kept
     assert {(letter["stage"], letter["reason_code"]) for letter in letters} == {("validate", "implausible_date")}
+
+
+def _widened(schema: Any, field: str) -> Any:
+    """``schema`` with the int in field ``field``'s type written as a long: same encoding, so
+    the bytes read back as that field's int, whatever their size."""
+    if isinstance(schema, dict):
+        if schema.get("name") == field:
+            return {**schema, "type": ["null", "long"]}
+        return {key: _widened(value, field) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_widened(item, field) for item in schema]
+    return schema
+
+
+@pytest.mark.parametrize("birth", [2**31, -(2**31) - 1, 2**62])
+@pytest.mark.parametrize("dataset", [Dataset.ATTENDANCE, Dataset.GRADES, Dataset.STAFF])
+def test_an_int_wider_than_avro_int_is_refused_not_a_crash(
+    stage_context: StageContext, codec: Any, organizations: Any, dataset: Dataset, birth: int
+) -> None:
+    """fastavro reads an Avro int without checking its range: a hostile connector can write a
+    birth date of 2**31 days or more, which validation refuses, and the refused record's dead
+    letter re-encodes it in the raw contract, where its union (null or int) refuses such an
+    int (before: ValueError out of the stage, on every restart; before the plain view the
+    date conversion made the message undecodable). The letter keeps the original message."""
+    sim = SimulatedCss(organizations["laval"], seed=4)
+    batch = {Dataset.ATTENDANCE: lambda: sim.attendance_sheet(TODAY, NOW),
+             Dataset.GRADES: lambda: sim.evaluation(TODAY, NOW),
+             Dataset.STAFF: lambda: sim.staff_changes(TODAY, NOW)}[dataset]()  # fmt: skip
+    contract = raw_contract(dataset)
+    plain = as_plain(contract, batch)
+    field = RAW_RECORDS_FIELD[dataset]
+    plain[field][0]["birth_date"] = birth
+    body = io.BytesIO()
+    wide = fastavro.parse_schema(_widened(without_logical_types(contract.raw), "birth_date"))
+    fastavro.schemaless_writer(body, wide, plain)
+    msg = RawMessage(raw_topic("laval", dataset), 0, 6, codec.frame(contract, body.getvalue()))
+    out = curate_messages([msg], stage_context, codec, "m")
+    letters = [codec.decode(b, load_contract(DEAD_LETTER_CONTRACT)) for b in out.dead_letters]
+    raw_id = plain[field][0]["event_id"]
+    [letter] = [x for x in letters if x["event_id"] == stage_context.pseudonymizer.event_id("laval", raw_id)]
+    assert (letter["stage"], letter["reason_code"]) == ("validate", "implausible_date")
+    assert letter["payload"] == msg.value
+    assert out.curated_records == len(plain[field]) - len(letters)
 
 
 def _retyped(schema: dict[str, Any], path: tuple[str, ...], logical_type: str) -> dict[str, Any]:
