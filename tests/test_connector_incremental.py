@@ -24,8 +24,11 @@ def table(request, tmp_path: Path):
 
 
 def _row(n: int, day: date = TODAY, updated: datetime | None = None, **extra) -> dict:
-    # Naive times, as most school systems keep them (local time without a zone).
-    stamp = updated or datetime.combine(day, datetime.min.time()).replace(hour=8)
+    # Naive times, as most school systems keep them (local time without a zone). Never ahead of
+    # the clock: a row stamped later than now is read again until its time has passed (clock
+    # skew), so "today at 8:00" made the no-change poll fail when the suite ran before 8:00.
+    at_eight = datetime.combine(day, datetime.min.time()).replace(hour=8)
+    stamp = updated or min(at_eight, datetime.now() - timedelta(minutes=5))
     return {**attendance_row(n, updated=stamp), "sheet_date": day, **extra}
 
 
