@@ -106,32 +106,35 @@ def _change_set(_batch: dict[str, Any], _ctx: StageContext, _css: str) -> dict[s
     return {}  # an HR change set's records share nothing that leaves the stage
 
 
-def _attendance(
-    batch: dict[str, Any], shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
-    unmapped: list[Unmapped],
+def _student_record(
+    shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str, on: int,
+    harmonized: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
-    on: int = batch["sheet_date"]
+    """A curated record about a student: keyed ids, the batch's shared fields, pseudonym and
+    age band on day ``on``, the harmonized fields, the event times."""
     return {
         **_identity(rec, css, ctx.pseudonymizer),
         **shared,
         **student_identity(css, rec, on, ctx.pseudonymizer),
-        **ctx.harmonizer.attendance(css, rec, unmapped),
+        **harmonized,
         **_times(rec),
     }
+
+
+def _attendance(
+    batch: dict[str, Any], shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
+    unmapped: list[Unmapped],
+) -> dict[str, Any]:  # fmt: skip
+    harmonized = ctx.harmonizer.attendance(css, rec, unmapped)
+    return _student_record(shared, rec, ctx, css, batch["sheet_date"], harmonized)
 
 
 def _grades(
     batch: dict[str, Any], shared: dict[str, Any], rec: dict[str, Any], ctx: StageContext, css: str,
     unmapped: list[Unmapped],
 ) -> dict[str, Any]:  # fmt: skip
-    on: int = batch["evaluation_date"]
-    return {
-        **_identity(rec, css, ctx.pseudonymizer),
-        **shared,
-        **student_identity(css, rec, on, ctx.pseudonymizer),
-        **ctx.harmonizer.grades(css, batch, rec, unmapped),
-        **_times(rec),
-    }
+    harmonized = ctx.harmonizer.grades(css, batch, rec, unmapped)
+    return _student_record(shared, rec, ctx, css, batch["evaluation_date"], harmonized)
 
 
 def _staff(
