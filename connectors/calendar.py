@@ -62,10 +62,16 @@ def is_school_day(d: date) -> bool:
     return first <= d <= last and d.weekday() < 5 and d not in holidays(start)
 
 
+def school_date(moment: datetime) -> date:
+    """The day a school in Québec is living at ``moment`` (aware): at 20:00 in Montréal on
+    30 November it is already 1 December in UTC, but the sheets are still November's."""
+    return moment.astimezone(SCHOOL_TIMEZONE).date()
+
+
 def in_school_hours(moment: datetime) -> bool:
     """True during school hours of a school day, in Québec time (``moment`` is aware)."""
     local = moment.astimezone(SCHOOL_TIMEZONE)
-    return is_school_day(local.date()) and SCHOOL_HOURS[0] <= local.hour < SCHOOL_HOURS[1]
+    return is_school_day(school_date(moment)) and SCHOOL_HOURS[0] <= local.hour < SCHOOL_HOURS[1]
 
 
 def school_days_until(last: date, count: int) -> list[date]:

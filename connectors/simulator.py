@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from connectors.calendar import school_date
 from connectors.events import event_id, record_key
 from schemas.contracts import Dataset
 from schemas.organizations import Organization
@@ -260,7 +261,7 @@ class SimulatedCss:
     ) -> list[tuple[Dataset, dict[str, Any]]]:
         """The batches this CSS's systems produce in one simulated second."""
         now = datetime.now(UTC)
-        today = today or now.date()
+        today = today or school_date(now)
         students = self.org.students_approx
         out: list[tuple[Dataset, dict[str, Any]]] = []
         sheets = max(1, round(students * rate / 8000))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
-from connectors.calendar import etape, is_school_day, school_days_until
+from connectors.calendar import etape, in_school_hours, is_school_day, school_date, school_days_until
 
 
 def test_school_days() -> None:
@@ -29,3 +29,14 @@ def test_etapes() -> None:
     assert etape(date(2026, 9, 15)) == 1
     assert etape(date(2026, 11, 20)) == 2
     assert etape(date(2027, 4, 1)) == 3
+
+
+def test_the_school_day_is_quebecs_not_utcs() -> None:
+    # 20:00 in Montréal on 30 November (EST) is already 1 December in UTC: the sheets a CSS
+    # writes that evening are November's, and the panels cut days in Québec time too.
+    evening = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    assert school_date(evening) == date(2026, 11, 30)
+    assert school_date(datetime(2026, 7, 1, 3, 59, tzinfo=UTC)) == date(2026, 6, 30)  # EDT: UTC−4
+    assert school_date(datetime(2026, 7, 1, 4, 0, tzinfo=UTC)) == date(2026, 7, 1)
+    assert not in_school_hours(evening)
+    assert in_school_hours(datetime(2026, 11, 30, 13, 0, tzinfo=UTC))  # 8:00 in Montréal

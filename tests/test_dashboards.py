@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.calendar import is_school_day
+from connectors.calendar import is_school_day, school_date
 from connectors.simulator import SimulatedCss
 from dashboards.grafana import DASHBOARDS_DIR, GRAFANA_DIR, dashboard_json, file_name
 from dashboards.labels import LABELS, LANGUAGES, label
@@ -109,15 +109,16 @@ def simulated_history(organizations, now: datetime) -> list[tuple[str, Dataset, 
     """Raw batches: DAYS school days of attendance for a few groups of each CSS, evaluations
     (one of them all at exactly 74.5 %) and staff changes."""
     out: list[tuple[str, Dataset, dict[str, Any]]] = []
+    today = school_date(now)  # the schools' day, in Québec: the panels cut days there too
     for code in CSS:
         sim = SimulatedCss(organizations[code], seed=5)
         sim.groups = 4
         out += [
-            (code, Dataset.ATTENDANCE, sim.attendance_sheet(now.date(), now)) for _ in range(4 * 6 * DAYS)
+            (code, Dataset.ATTENDANCE, sim.attendance_sheet(today, now)) for _ in range(4 * 6 * DAYS)
         ]
-        out += [(code, Dataset.GRADES, sim.evaluation(now.date(), now)) for _ in range(16)]
-        out += [(code, Dataset.STAFF, sim.staff_changes(now.date(), now)) for _ in range(40)]
-    edge = SimulatedCss(organizations["phares"], seed=5).evaluation(now.date(), now)
+        out += [(code, Dataset.GRADES, sim.evaluation(today, now)) for _ in range(16)]
+        out += [(code, Dataset.STAFF, sim.staff_changes(today, now)) for _ in range(40)]
+    edge = SimulatedCss(organizations["phares"], seed=5).evaluation(today, now)
     edge["scale"] = "percent"
     for result in edge["results"]:
         result["result"] = "74.5"
