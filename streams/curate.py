@@ -59,6 +59,9 @@ class StageOutput:
     records: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # dataset, css, outcome
     refusals: Counter[tuple[str, str]] = field(default_factory=Counter)  # stage, reason code
     last_event_at: dict[tuple[str, str], float] = field(default_factory=dict)  # css, dataset
+    # (record_key, motif d'absence) of the curated absences, when asked (re-harmonization):
+    # reading them back from the encoded batches cost a second Avro decode per record.
+    absences: list[tuple[str, str]] = field(default_factory=list)
 
 
 def record_metrics(out: StageOutput) -> None:
@@ -124,11 +127,13 @@ def curate_messages(
     codec: AvroCodec,
     mapping_version: str,
     max_records: int = CURATED_MAX_RECORDS,
+    absences: bool = False,
 ) -> StageOutput:
     """Run the stream stage over a batch of raw messages; curated records leave in messages
     of at most ``max_records`` each. Anything under the raw prefix is accounted for: a topic
     of an unknown organization or of an unknown kind becomes a dead letter, heartbeats and a
-    connector's dead letters count only for the CSS of their topic."""
+    connector's dead letters count only for the CSS of their topic. With ``absences``, the
+    output also lists the curated absences' motifs (``StageOutput.absences``)."""
     now = datetime.now(UTC)
     now_ms = epoch_millis(now)
     curated: dict[Dataset, list[dict[str, Any]]] = defaultdict(list)
@@ -202,6 +207,12 @@ def curate_messages(
                 rejection = replace(rejection, event_id=p.event_id(css, rejection.event_id))
             letters.append(dead_letter(msg, rejection, now, known, dataset, payload))
             out.records[(dataset.value, label, rejection.reason_code)] += rejection.record_count
+    if absences:
+        out.absences = [
+            (r["record_key"], r["absence_reason"])
+            for r in curated.get(Dataset.ATTENDANCE, ())
+            if r["absence_reason"] is not None
+        ]
     for dataset, records in curated.items():
         for start in range(0, len(records), max_records):
             chunk = records[start : start + max_records]

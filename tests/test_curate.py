@@ -79,3 +79,27 @@ def test_a_large_batch_leaves_in_curated_messages_of_bounded_size(
     assert sum(sizes) == out.curated_records > 10_000
     assert max(sizes) == 2_000 and len(sizes) == -(-out.curated_records // 2_000)
     assert max(len(v) for _, v in out.curated) < 1_000_000  # under Kafka's default message limit
+
+
+def test_the_absences_a_replay_asks_for_are_those_the_curated_batches_carry(
+    stage_context, codec, organizations
+) -> None:
+    # Re-harmonization counts what changed from the stage's own list, not from a second decode:
+    # that list must be exactly what the curated batches say (and empty unless asked for).
+    sim = SimulatedCss(organizations["montreal"], seed=4)
+    now = datetime.now(UTC)
+    messages = [
+        RawMessage("raw.montreal.attendance", 0, i,
+                   codec.encode(raw_contract(Dataset.ATTENDANCE), sim.attendance_sheet(TODAY, now)))
+        for i in range(30)
+    ]  # fmt: skip
+    out = curate_messages(messages, stage_context, codec, "m", max_records=200, absences=True)
+    carried = [
+        (r["record_key"], r["absence_reason"])
+        for ds, value in out.curated
+        for r in codec.decode(value, curated_contract(ds))["marks"]
+        if r["absence_reason"] is not None
+    ]
+    assert len(out.curated) > 1 and len(carried) > 20
+    assert out.absences == carried
+    assert curate_messages(messages, stage_context, codec, "m").absences == []

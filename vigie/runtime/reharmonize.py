@@ -96,20 +96,13 @@ def _init_child(settings: Settings) -> None:
     _CODEC = _STAGE.codec
 
 
-def _absences(codec: AvroCodec, out: StageOutput) -> list[tuple[str, str]]:
-    """(record_key, absence reason) of the attendance records a stage output carries."""
-    values = [value for dataset, value in out.curated if dataset is Dataset.ATTENDANCE]
-    return [(key, reason) for key, _at, reason in _reasons_in(codec, values, None)]
-
-
 def _ready() -> bool:
     return _STAGE is not None
 
 
-def _run_child(messages: list[RawMessage]) -> tuple[StageOutput, list[tuple[str, str]]]:
-    assert _STAGE is not None and _CODEC is not None, "reharmonize child not initialized"
-    out = _STAGE.run(messages)
-    return out, _absences(_CODEC, out)
+def _run_child(messages: list[RawMessage]) -> StageOutput:
+    assert _STAGE is not None, "reharmonize child not initialized"
+    return _STAGE.run(messages, absences=True)
 
 
 # -- reading topics -------------------------------------------------------------------------
@@ -161,15 +154,14 @@ def _drain(consumer: Consumer, on_batch: Callable[[list[RawMessage]], None], idl
             last = time.monotonic()  # after the work: a slow batch is not silence
 
 
-def _reasons_in(
-    codec: AvroCodec, values: list[bytes], css: set[str] | None
-) -> list[tuple[str, datetime, str]]:
-    """(record_key, processed_at, absence reason) of the curated attendance batches ``values``."""
+def _reasons_in(codec: AvroCodec, values: list[bytes], css: set[str] | None) -> list[tuple[str, int, str]]:
+    """(record_key, processed_at in epoch milliseconds, absence reason) of the curated
+    attendance batches ``values``."""
     contract = curated_contract(Dataset.ATTENDANCE)
     field_name = CURATED_RECORDS_FIELD[Dataset.ATTENDANCE]
     found = []
     for value in values:
-        batch = codec.decode(value, contract)
+        batch = codec.decode(value, contract, plain=True)  # no datetime built per record
         at = batch["processed_at"]
         for record in batch[field_name]:
             reason = record["absence_reason"]
@@ -178,25 +170,25 @@ def _reasons_in(
     return found
 
 
-def _run_child_reasons(values: list[bytes], css: set[str] | None) -> list[tuple[str, datetime, str]]:
+def _run_child_reasons(values: list[bytes], css: set[str] | None) -> list[tuple[str, int, str]]:
     assert _CODEC is not None, "reharmonize child not initialized"
     return _reasons_in(_CODEC, values, css)
 
 
 def _curated_before(
     client: dict[str, str],
-    decode: Callable[[list[bytes]], Future[list[tuple[str, datetime, str]]]],
+    decode: Callable[[list[bytes]], Future[list[tuple[str, int, str]]]],
     since_ms: int,
     idle_s: float,
     in_flight: int,
-) -> dict[str, tuple[datetime, str]]:
+) -> dict[str, tuple[int, str]]:
     """The absence reason the curated topic last carried for each record (by processing time).
     ``decode`` turns a chunk of curated messages into (key, processed_at, reason) — in the
     stage processes when there are several, so that reading history uses every core."""
-    before: dict[str, tuple[datetime, str]] = {}
-    pending: deque[Future[list[tuple[str, datetime, str]]]] = deque()
+    before: dict[str, tuple[int, str]] = {}
+    pending: deque[Future[list[tuple[str, int, str]]]] = deque()
 
-    def merge(found: list[tuple[str, datetime, str]]) -> None:
+    def merge(found: list[tuple[str, int, str]]) -> None:
         for key, at, reason in found:
             seen = before.get(key)
             if seen is None or seen[0] <= at:
@@ -218,8 +210,8 @@ def _curated_before(
     return before
 
 
-def _done(value: list[tuple[str, datetime, str]]) -> Future[list[tuple[str, datetime, str]]]:
-    future: Future[list[tuple[str, datetime, str]]] = Future()
+def _done(value: list[tuple[str, int, str]]) -> Future[list[tuple[str, int, str]]]:
+    future: Future[list[tuple[str, int, str]]] = Future()
     future.set_result(value)
     return future
 
@@ -252,7 +244,7 @@ def reharmonize(
         # Start the stage processes now (each trains its model) while the curated topic is read.
         warming = [pool.submit(_ready) for _ in range(processes)]
     try:
-        def decode(values: list[bytes]) -> Future[list[tuple[str, datetime, str]]]:
+        def decode(values: list[bytes]) -> Future[list[tuple[str, int, str]]]:
             if pool is None:
                 return _done(_reasons_in(local.codec, values, css_filter))
             return pool.submit(_run_child_reasons, values, css_filter)
@@ -276,7 +268,7 @@ def reharmonize(
             if err is not None:
                 failures.append(str(err))
 
-        def handle(out: StageOutput, absences: list[tuple[str, str]], n_messages: int) -> None:
+        def handle(out: StageOutput, n_messages: int) -> None:
             for dataset, value in out.curated:
                 while True:
                     try:
@@ -291,7 +283,7 @@ def reharmonize(
             summary.records += out.curated_records
             summary.dead_letters += len(out.dead_letters)
             summary.unmapped += sum(out.unmapped.values())
-            after.update(absences)  # a record sent in several versions counts once: its last
+            after.update(out.absences)  # a record sent in several versions counts once: its last
             if on_progress is not None:
                 on_progress(summary.messages, summary.records)
 
@@ -300,24 +292,23 @@ def reharmonize(
         if pool is not None:
             for ready in warming:
                 ready.result()
-        pending: deque[tuple[Future[tuple[StageOutput, list[tuple[str, str]]]], int]] = deque()
+        pending: deque[tuple[Future[StageOutput], int]] = deque()
         try:
 
             def on_batch(messages: list[RawMessage]) -> None:
                 if pool is None:
-                    out = local.run(messages)
-                    handle(out, _absences(local.codec, out), len(messages))
+                    handle(local.run(messages, absences=True), len(messages))
                     return
                 pending.append((pool.submit(_run_child, messages), len(messages)))
                 while len(pending) > 2 * processes:  # bounded: memory stays flat on a long replay
                     future, n = pending.popleft()
-                    handle(*future.result(), n)
+                    handle(future.result(), n)
 
             if _assign_since(consumer, topics, since_ms):
                 _drain(consumer, on_batch, idle_s)
             while pending:
                 future, n = pending.popleft()
-                handle(*future.result(), n)
+                handle(future.result(), n)
             remaining = producer.flush(60)
             if remaining or failures:
                 raise ReharmonizeError(

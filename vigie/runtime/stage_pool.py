@@ -59,8 +59,9 @@ class Stage:
         ctx = StageContext(organizations, consent, pseudonymizer, harmonizer, schools)
         return cls(ctx, AvroCodec.from_url(settings.registry_url), harmonizer.version, consent)
 
-    def run(self, messages: list[RawMessage]) -> StageOutput:
-        return curate_messages(messages, self.ctx, self.codec, self.mapping_version)
+    def run(self, messages: list[RawMessage], absences: bool = False) -> StageOutput:
+        """The stage over one raw batch (``absences``: see ``curate_messages``)."""
+        return curate_messages(messages, self.ctx, self.codec, self.mapping_version, absences=absences)
 
 
 log = logging.getLogger(__name__)
