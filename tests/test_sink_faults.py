@@ -41,6 +41,22 @@ pytestmark = pytest.mark.integration
 DAY = last_school_day(datetime.now(UTC).date())
 
 
+def _children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; init reaps it
+
+
 def _record_keys(codec: AvroCodec, messages: list[tuple[str, bytes]]) -> set[str]:
     """The record keys the warehouse must hold: the connectors', keyed by the stage."""
     contract = raw_contract(Dataset.ATTENDANCE)
@@ -129,8 +145,13 @@ def test_sigkilled_worker_restarted_three_times_leaves_every_record_exactly_once
             wait_for(lambda web=info.web_url, last=seen: count(web) > last, 120, "progress", 0.2)
             time.sleep(1 + kill)
             assert runtime._worker is not None
+            stage_processes = _children(runtime._worker.pid)
+            assert stage_processes, "the worker runs its stage in a child process"
             runtime._worker.send_signal(signal.SIGKILL)
             runtime._worker.wait()
+            # The killed worker's stage processes go with it (~120 MB each left behind otherwise).
+            wait_for(lambda pids=stage_processes: not any(_alive(p) for p in pids), 15,
+                     "the killed worker's stage processes to exit")  # fmt: skip
             info = runtime.start_worker(say=lambda *_: None)
         time.sleep(2)
     keys |= sender.keys()

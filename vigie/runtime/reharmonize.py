@@ -31,6 +31,7 @@ from schemas.contracts import CURATED_RECORDS_FIELD, Dataset, curated_contract, 
 from schemas.wire import AvroCodec
 from streams.curate import RawMessage, StageOutput
 from streams.signing import Signer
+from vigie.runtime import stage_child
 from vigie.runtime.broker import client_config
 from vigie.runtime.stage_pool import Stage
 from vigie.runtime.supervisor import RuntimeInfo
@@ -92,6 +93,7 @@ _CODEC: AvroCodec | None = None
 
 def _init_child(settings: Settings) -> None:
     global _STAGE, _CODEC
+    stage_child.exit_with_parent()  # an interrupted replay leaves no stage process behind
     _STAGE = Stage.from_settings(settings)
     _CODEC = _STAGE.codec
 

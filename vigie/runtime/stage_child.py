@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.abc
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
@@ -52,11 +53,29 @@ def refuse_imports(names: Sequence[str] = NOT_IN_STAGE) -> None:
 
 
 _STAGE: Stage | None = None
+PARENT_CHECK_S = 1.0
+
+
+def exit_with_parent(every_s: float = PARENT_CHECK_S) -> None:
+    """End this process when the one that started it is gone. A worker killed outright
+    (SIGKILL, the kernel's out-of-memory killer) otherwise leaves its stage processes
+    behind, ~120 MB each, waiting forever on a queue nobody writes to (seen: three after
+    the SIGKILL test). Polling the parent id, not PR_SET_PDEATHSIG: that signal follows
+    the parent *thread* that spawned the child, and the pool spawns from its own threads."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def init(settings: Settings) -> None:
     """The pool's initializer: refuse what a stage never needs, then build the stage."""
     global _STAGE
+    exit_with_parent()
     refuse_imports()
     from vigie.runtime.stage_pool import Stage
 

@@ -72,7 +72,7 @@ def prepare_model_apart(settings: Settings, timeout_s: float = 300.0) -> None:
     that the worker only reads it back: the worker then never imports scikit-learn (~100 MB of
     resident memory at a first start, issue 18). Already cached, this costs a process start."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, context) as executor:
+    with ProcessPoolExecutor(1, context, stage_child.exit_with_parent) as executor:
         done = executor.submit(stage_child.prepare_model, settings.mappings_dir, settings.model_cache)
         done.result(timeout_s)
 
