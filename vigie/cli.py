@@ -902,10 +902,10 @@ def reharmonize(
         typer.Option(
             min=0,
             max=32,
-            help="Stage processes: 1 runs the stage in this process (the fastest measured on 2 "
-            "cores), 0 one per CPU core.",
+            help="Stage processes: 0 (default) one per CPU core, the fastest measured on 2 cores "
+            "(1 M marks: 26.8 s against 36.0 s in this process); 1 runs the stage in this process.",
         ),
-    ] = 1,
+    ] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
