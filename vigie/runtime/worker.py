@@ -324,7 +324,9 @@ def run_worker(settings: Settings) -> None:
     Raises WorkerStartupError (one line, no traceback needed) when it cannot start."""
     from sinks.migrate import MigrationError
     from sinks.warehouse import WarehouseUnavailable
+    from vigie.runtime.allocator import limit_malloc_arenas
 
+    limit_malloc_arenas(settings.worker_malloc_arenas)  # before the engine starts its threads
     check_startup(settings)
     try:
         parts = build_app(settings)
