@@ -68,6 +68,18 @@ def status_json(data_dir: Path) -> list[dict[str, Any]]:
     return json.loads(vigie("status", "--json", data_dir=data_dir).stdout)
 
 
+def reader_from_start(bootstrap: str, topic: str) -> Any:
+    """A consumer of every partition of ``topic`` from its first message, assigned rather than
+    subscribed: joining a new consumer group on the embedded broker cost ~24 s per read."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-reader-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    return consumer
+
+
 def wait_for(predicate: Any, timeout_s: float, what: str, every_s: float = 1.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:

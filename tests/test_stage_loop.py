@@ -29,6 +29,7 @@ from streams.curate import StageOutput
 from streams.signing import Signer
 from streams.stage_loop import StageLoop, StageLoopConfig
 from tests.conftest import TEST_KEY
+from tests.embedded import reader_from_start
 from vigie.runtime.broker import TansuBroker, ensure_topics
 from vigie.runtime.stage_pool import Stage, StagePool
 from vigie.settings import Settings
@@ -47,9 +48,7 @@ def _wait(predicate, timeout_s: float = 90.0) -> None:
 
 
 def _read_all(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-    consumer.subscribe([topic])
+    consumer = reader_from_start(bootstrap, topic)
     got: list = []
     deadline = time.monotonic() + 60
     try:

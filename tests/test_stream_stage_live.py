@@ -15,7 +15,7 @@ from connectors.simulator import SimulatedCss
 from schemas.contracts import DEAD_LETTER_TOPIC, Dataset, load_contract
 from schemas.wire import AvroCodec
 from streams.pseudonymize import Pseudonymizer
-from tests.embedded import TEST_ENV, dump_warehouse, status_json, vigie, vigie_up, wait_for
+from tests.embedded import TEST_ENV, dump_warehouse, reader_from_start, status_json, vigie, vigie_up, wait_for
 from vigie.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -26,11 +26,7 @@ def _row(statuses: list[dict], code: str) -> dict:
 
 
 def _read_dead_letters(broker: str, codec: AvroCodec, expected: int) -> list[dict]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": "test-dlq-reader",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-    consumer.subscribe([DEAD_LETTER_TOPIC])
+    consumer = reader_from_start(broker, DEAD_LETTER_TOPIC)
     letters: list[dict] = []
     try:
         for _ in range(60):

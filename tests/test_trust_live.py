@@ -26,7 +26,7 @@ from schemas.contracts import (
 )
 from schemas.wire import AvroCodec
 from sinks.rows import UNKNOWN_RAW_TOPIC
-from tests.embedded import dump_warehouse, status_json, vigie_up, wait_for
+from tests.embedded import dump_warehouse, reader_from_start, status_json, vigie_up, wait_for
 from vigie.runtime.broker import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -101,11 +101,7 @@ def test_forged_heartbeats_and_unknown_topics_on_the_running_worker(tmp_path: Pa
 
 def _dead_letters_until(broker: str, codec: AvroCodec, done: Any, timeout_s: float) -> list[dict]:
     """Read the dead-letter topic from the start until ``done(letters)`` holds."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": f"test-trust-{time.time()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-    consumer.subscribe([DEAD_LETTER_TOPIC])
+    consumer = reader_from_start(broker, DEAD_LETTER_TOPIC)
     letters: list[dict] = []
     deadline = time.monotonic() + timeout_s
     try:
