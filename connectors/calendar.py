@@ -71,7 +71,7 @@ def school_date(moment: datetime) -> date:
 def in_school_hours(moment: datetime) -> bool:
     """True during school hours of a school day, in Québec time (``moment`` is aware)."""
     local = moment.astimezone(SCHOOL_TIMEZONE)
-    return is_school_day(school_date(moment)) and SCHOOL_HOURS[0] <= local.hour < SCHOOL_HOURS[1]
+    return is_school_day(local.date()) and SCHOOL_HOURS[0] <= local.hour < SCHOOL_HOURS[1]
 
 
 def school_days_until(last: date, count: int) -> list[date]:

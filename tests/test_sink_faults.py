@@ -33,20 +33,12 @@ from tests.embedded import (
     rss_mb,
     wait_for,
 )
-from vigie.runtime.bench import SheetFactory, load_raw
+from vigie.runtime.bench import SheetFactory, child_processes, load_raw
 from vigie.runtime.supervisor import EmbeddedRuntime
 from vigie.settings import Settings
 
 pytestmark = pytest.mark.integration
 DAY = last_school_day(datetime.now(UTC).date())
-
-
-def _children(pid: int) -> set[int]:
-    """The child processes of ``pid`` (Linux)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        found |= {int(c) for c in (task / "children").read_text().split()}
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -145,7 +137,7 @@ def test_sigkilled_worker_restarted_three_times_leaves_every_record_exactly_once
             wait_for(lambda web=info.web_url, last=seen: count(web) > last, 120, "progress", 0.2)
             time.sleep(1 + kill)
             assert runtime._worker is not None
-            stage_processes = _children(runtime._worker.pid)
+            stage_processes = child_processes(runtime._worker.pid)
             assert stage_processes, "the worker runs its stage in a child process"
             runtime._worker.send_signal(signal.SIGKILL)
             runtime._worker.wait()

@@ -176,7 +176,8 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def _children(pid: int) -> set[int]:
+def child_processes(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux /proc), e.g. a worker's stage processes."""
     children: set[int] = set()
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -188,7 +189,7 @@ def _children(pid: int) -> set[int]:
 
 def _peak_rss_mb(pid: int) -> float:
     """The worker's high-water RSS plus its stage processes' (each one's own peak, summed)."""
-    return _hwm_mb(pid) + sum(_hwm_mb(c) for c in _children(pid))
+    return _hwm_mb(pid) + sum(_hwm_mb(c) for c in child_processes(pid))
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -307,14 +308,14 @@ def _run_once(
         stage_cpu = stage_profile(bench_settings, registry_url, messages)
         say(f"stage alone: {stage_cpu}; starting the worker")
         info = runtime.start_worker(say=lambda line: None)
-        processes = {"worker": [info.worker_pid], "stage": sorted(_children(info.worker_pid)),
+        processes = {"worker": [info.worker_pid], "stage": sorted(child_processes(info.worker_pid)),
                      "broker": [_pid_of(getattr(runtime, "_broker", None))]}  # fmt: skip
         cpu0 = _cpu_snapshot(processes)
         t0 = time.monotonic()
         # At least 10 minutes; a school day (7 M marks) at a slow 5k/s would take 23.
         t1 = _wait_count(info.web_url, total, timeout_s=max(600.0, total / 5000))
         # Stage processes started inside the window (a pool started lazily) count whole.
-        processes["stage"] = sorted(set(processes["stage"]) | _children(info.worker_pid))
+        processes["stage"] = sorted(set(processes["stage"]) | child_processes(info.worker_pid))
         cpu = _cpu_per_record(cpu0, _cpu_snapshot(processes), total)
         elapsed = t1 - t0
         say(f"end to end: {total:,} records in {elapsed:.1f} s ({total / elapsed:,.0f} records/s); "
