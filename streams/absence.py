@@ -28,6 +28,7 @@ from streams.absence_corpus import (
     UNKNOWN,
     keyword_examples,
     normalize,
+    read_context,
     read_labelled,
     steward_files,
 )
@@ -39,7 +40,7 @@ DEFAULT_THRESHOLD = 0.5
 # The model's best category must lead the runner-up by this much (SVM margin units), or
 # the answer is ``inconnu``: a text between two reasons is a steward's, not a guess.
 # Chosen on dev.tsv and by cross-validation on train.tsv (README, "Motifs d'absence").
-DEFAULT_MIN_LEAD = 0.25
+DEFAULT_MIN_LEAD = 0.35
 CACHE_MAX = 50_000
 # A motif is a line; a hostile or careless CSS may send pages. Only this much is read, so
 # the cache's memory stays bounded (50,000 × 256 characters) whatever arrives.
@@ -253,7 +254,8 @@ def cross_validate(
     for fold in range(folds):
         scored = set(order[fold::folds])
         model = TextModel.fit(
-            [rows[i] for i in order if i not in scored] + keyword_examples(mappings_dir), f"fold{fold}"
+            [rows[i] for i in order if i not in scored] + keyword_examples(mappings_dir), f"fold{fold}",
+            read_context(mappings_dir),
         )
         classifier = AbsenceClassifier({}, model, threshold=threshold, min_lead=min_lead)
         for i in scored:

@@ -8,10 +8,13 @@ Files are tab-separated ``text<TAB>category`` with a header line, UTF-8:
   tuned on (README, "Motifs d'absence");
 - ``mappings/absence_texts/<css>.tsv`` — the stewards' mappings, one file per CSS: exact
   for that CSS, and training data for every CSS;
-- ``mappings/absence_keywords.csv`` — the former keyword lexicon, kept as training data.
+- ``mappings/absence_keywords.csv`` — the former keyword lexicon, kept as training data;
+- ``mappings/absence_context.tsv`` — neutral context (``text<TAB>position``, ``prefix`` or
+  ``suffix``): what people type around a reason and that names none (« selon la mère: »,
+  « retour prévu lundi »).
 
 Training rows are augmented with seeded typos (a letter dropped, doubled, swapped or
-replaced), so the same corpus always gives the same model.
+replaced) and wrapped in neutral context, so the same corpus always gives the same model.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ UNKNOWN = "inconnu"
 CORPUS_DIR = "absence_corpus"
 STEWARD_DIR = "absence_texts"
 HEADER = ("text", "category")
+CONTEXT_FILE = "absence_context.tsv"
+CONTEXT_HEADER = ("text", "position")
 AUGMENT_SEED = 17
 AUGMENT_COPIES = 2
 # How secretaries wrap a reason: "absent - malade", "abs. grippe", "absente pour rdv".
@@ -49,6 +54,41 @@ def normalize(text: str) -> str:
 
 class CorpusError(ValueError):
     """A labelled file that cannot be read: names the file, line and rule, never the text."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """Neutral context people type around a reason, normalized: before it and after it."""
+
+    prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
+
+
+NO_CONTEXT = Context()
+
+
+def read_context(mappings_dir: Path) -> Context:
+    """The neutral context phrases (``absence_context.tsv``); none when the file is absent.
+    Raises ``CorpusError`` for a malformed file."""
+    path = mappings_dir / CONTEXT_FILE
+    if not path.exists():
+        return NO_CONTEXT
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: cannot read ({type(exc).__name__})") from None
+    if not lines or tuple(c.strip().lower() for c in lines[0].split("\t")) != CONTEXT_HEADER:
+        raise CorpusError(f"{path}: line 1 must be the header 'text<TAB>position'")
+    found: dict[str, list[str]] = {"prefix": [], "suffix": []}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or parts[1].strip() not in found:
+            raise CorpusError(f"{path}: line {number} must be 'text<TAB>prefix' or 'text<TAB>suffix'")
+        if norm := normalize(parts[0]):
+            found[parts[1].strip()].append(norm)
+    return Context(tuple(found["prefix"]), tuple(found["suffix"]))
 
 
 @dataclass(frozen=True)
@@ -134,7 +174,8 @@ def training_examples(mappings_dir: Path) -> list[Example]:
 
 def training_files(mappings_dir: Path) -> list[Path]:
     """The files the model is trained from, for the mapping version."""
-    files = [mappings_dir / CORPUS_DIR / "train.tsv", mappings_dir / "absence_keywords.csv"]
+    files = [mappings_dir / CORPUS_DIR / "train.tsv", mappings_dir / "absence_keywords.csv",
+             mappings_dir / CONTEXT_FILE]  # fmt: skip
     return [p for p in files if p.exists()] + list(steward_files(mappings_dir).values())
 
 
@@ -151,11 +192,16 @@ def _typo(word: str, rng: random.Random) -> str:
 
 
 def augment(
-    examples: Iterable[Example], copies: int = AUGMENT_COPIES, seed: int = AUGMENT_SEED
-) -> list[tuple[str, str]]:
+    examples: Iterable[Example], copies: int = AUGMENT_COPIES, seed: int = AUGMENT_SEED,
+    context: Context = NO_CONTEXT,
+) -> list[tuple[str, str]]:  # fmt: skip
     """Normalized examples, ``copies`` seeded one-typo variants of each (words of 5+
-    letters only: a typo in a short word makes another word), and each reason once more
-    behind a filler word ("absent - malade") and before one ("malade ce matin")."""
+    letters only: a typo in a short word makes another word), each reason once more
+    behind a filler word ("absent - malade") and before one ("malade ce matin"), and,
+    with ``context``, once more inside neutral context ("selon la mère: malade, retour
+    lundi"); the context alone is ``inconnu``. People write a reason inside such words: a
+    model that never saw them there reads the words as a reason of their own or loses its
+    lead, and the text falls to ``inconnu``."""
     rng = random.Random(seed)
     out = []
     for example in examples:
@@ -171,7 +217,21 @@ def augment(
         if example.category != UNKNOWN and norm:
             out.append((f"{rng.choice(FILLERS)} {norm}", example.category))
             out.append((f"{norm} {rng.choice(SUFFIXES)}", example.category))
+            if context.prefixes and context.suffixes:
+                out.append((_in_context(norm, context, rng), example.category))
+    for phrase in (*context.prefixes, *context.suffixes):
+        out.append((phrase, UNKNOWN))
+        if context.prefixes and context.suffixes:
+            out.append((f"{rng.choice(context.prefixes)} {rng.choice(context.suffixes)}", UNKNOWN))
     return out
+
+
+def _in_context(norm: str, context: Context, rng: random.Random) -> str:
+    """``norm`` after a prefix, before a suffix, or both (a third each)."""
+    where = rng.randrange(3)
+    before = rng.choice(context.prefixes) + " " if where != 1 else ""
+    after = " " + rng.choice(context.suffixes) if where != 0 else ""
+    return f"{before}{norm}{after}"
 
 
 STEWARD_TEXT_MAX = 200

@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from streams.absence_compiled import CompiledModel
-from streams.absence_corpus import Example, augment, training_examples, training_files
+from streams.absence_corpus import (
+    NO_CONTEXT,
+    Context,
+    Example,
+    augment,
+    read_context,
+    training_examples,
+    training_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +63,20 @@ class TextModel:
     @classmethod
     def train(cls, mappings_dir: Path) -> TextModel:
         """Train from the corpus in ``mappings_dir`` (deterministic: fixed seeds, no shuffling)."""
-        return cls.fit(training_examples(mappings_dir), corpus_fingerprint(mappings_dir))
+        return cls.fit(
+            training_examples(mappings_dir), corpus_fingerprint(mappings_dir), read_context(mappings_dir)
+        )
 
     @classmethod
-    def fit(cls, examples: Sequence[Example], fingerprint: str) -> TextModel:
-        """Train from labelled examples (the cross-validation trains on part of the corpus)."""
+    def fit(cls, examples: Sequence[Example], fingerprint: str, context: Context = NO_CONTEXT) -> TextModel:
+        """Train from labelled examples (the cross-validation trains on part of the corpus),
+        wrapped in ``context`` as well (``augment``)."""
         # Imported here: a model read from the cache needs none of it (2.6 s of CPU saved).
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.pipeline import make_pipeline, make_union
         from sklearn.svm import LinearSVC
 
-        rows = augment(examples)
+        rows = augment(examples, context=context)
         pipeline = make_pipeline(
             make_union(
                 TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
