@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from schemas.contracts import RAW_RECORDS_FIELD, Dataset
 from schemas.organizations import Organization
 from schemas.wire import AvroCodec
 from tests.embedded import dump_warehouse, status_json, vigie, vigie_up, wait_for
+from vigie.runtime.bench import child_processes
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +126,27 @@ def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert not (data_dir / "runtime.json").exists()
     # The lock was released: a command needing the data directory can take it.
     assert vigie("migrate", data_dir=data_dir).returncode == 0
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_up_leaves_no_broker_or_worker_behind(tmp_path: Path) -> None:
+    """SIGKILL (the out-of-memory killer, a CI timeout) gives `vigie up` no chance to stop
+    what it started: its broker and worker, in sessions of their own, used to keep running
+    with nobody to stop them. The kernel now sends them SIGTERM when it dies."""
+    data_dir = tmp_path / "vigie"
+    with vigie_up(data_dir) as (proc, info):
+        started = child_processes(proc.pid)
+        assert info.worker_pid in started and len(started) >= 2  # the worker and the broker
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 60
+        while any(_running(p) for p in started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in started if _running(p)], "processes of the killed vigie up still run"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from vigie.runtime.orphans import stop_with_parent
 from vigie.settings import Settings
 
 # librdkafka logs every failed connection attempt; the caller reports the outcome once.
@@ -72,6 +73,7 @@ class TansuBroker:
                 [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=stop_with_parent(),
             )  # fmt: skip
         try:
             wait_for_port(self.host, self.port, timeout_s)

@@ -25,6 +25,7 @@ from schemas.contracts import all_topics
 from schemas.organizations import load_organizations
 from vigie.runtime.broker import TansuBroker, ensure_pipeline_topics, free_port
 from vigie.runtime.datadir import secure_data_dir, write_private
+from vigie.runtime.orphans import stop_with_parent
 from vigie.runtime.registry import RegistryServer
 from vigie.settings import Settings
 
@@ -169,6 +170,7 @@ class EmbeddedRuntime:
             self._worker = subprocess.Popen(
                 [sys.executable, "-m", "vigie.cli", "worker"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=stop_with_parent(),
             )  # fmt: skip
         web_url = f"http://{s.web_host}:{web_port}"
         say(f"worker    pid {self._worker.pid}, status and metrics on {web_url}")
