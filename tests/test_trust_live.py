@@ -82,6 +82,14 @@ def test_forged_heartbeats_and_unknown_topics_on_the_running_worker(tmp_path: Pa
         assert codec.decode(unknown_topic["payload"], raw_contract(Dataset.ATTENDANCE))["css"] == "lavall"
         assert proc.poll() is None
 
+        def stored() -> int | None:
+            # On the topic is not yet in the warehouse: a stop drops a sink's unfinished batch
+            # (read again at the next start), so wait for both letters to be written.
+            rows = httpx.get(f"{info.web_url}/progress", timeout=10).json()["rows"].get("dead_letters", 0)
+            return rows if rows >= 2 else None
+
+        wait_for(stored, 60, "the unknown topic's and the forged heartbeat's dead letters stored")
+
     worker_log = (data_dir / "logs" / "worker.log").read_text(encoding="utf-8")
     for topic in (DEAD_LETTER_TOPIC, HEARTBEAT_TOPIC):  # read by the sinks, and refused
         assert f"unsigned messages on {topic} refused" in worker_log
