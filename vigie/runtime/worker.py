@@ -37,6 +37,7 @@ from streams.stage_loop import StageLoop, StageLoopConfig, StageService
 from streams.stewardship import StewardshipLog
 from vigie.runtime.broker import BrokerError, client_config, ensure_pipeline_topics
 from vigie.runtime.datadir import secure_data_dir
+from vigie.runtime.faust_fetch import transport_with_fetch_wait
 from vigie.runtime.stage_pool import Stage, StagePool, prepare_model_apart
 from vigie.settings import Settings
 
@@ -98,6 +99,8 @@ def build_app(settings: Settings) -> WorkerParts:
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
+    # Faust's consumer waits 1,500 ms per fetch, not a setting; ours waits sink_fetch_wait_ms.
+    app.transport = transport_with_fetch_wait(settings.sink_fetch_wait_ms)(app.conf.broker_consumer, app)
     # The worker's own topics (curated, dead letters, checked heartbeats) carry its MAC.
     signer = Signer(stage.ctx.pseudonymizer.key)
     stewardship = StewardshipLog(settings.stewardship_file, settings.stewardship_retention_days)
