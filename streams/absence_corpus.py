@@ -172,6 +172,14 @@ def training_examples(mappings_dir: Path) -> list[Example]:
     return rows
 
 
+def learned_texts(mappings_dir: Path) -> set[str]:
+    """Every normalized text the model is shown: the training examples and the neutral
+    context phrases (an evaluation line equal to one of them measures memory, not reading)."""
+    context = read_context(mappings_dir)
+    texts = {normalize(e.text) for e in training_examples(mappings_dir)}
+    return texts | set(context.prefixes) | set(context.suffixes)
+
+
 def training_files(mappings_dir: Path) -> list[Path]:
     """The files the model is trained from, for the mapping version."""
     files = [mappings_dir / CORPUS_DIR / "train.tsv", mappings_dir / "absence_keywords.csv",
@@ -217,7 +225,7 @@ def augment(
         if example.category != UNKNOWN and norm:
             out.append((f"{rng.choice(FILLERS)} {norm}", example.category))
             out.append((f"{norm} {rng.choice(SUFFIXES)}", example.category))
-            if context.prefixes and context.suffixes:
+            if context.prefixes or context.suffixes:
                 out.append((_in_context(norm, context, rng), example.category))
     for phrase in (*context.prefixes, *context.suffixes):
         out.append((phrase, UNKNOWN))
@@ -227,8 +235,13 @@ def augment(
 
 
 def _in_context(norm: str, context: Context, rng: random.Random) -> str:
-    """``norm`` after a prefix, before a suffix, or both (a third each)."""
+    """``norm`` after a prefix, before a suffix, or both (a third each; one side when the
+    context has only that side)."""
     where = rng.randrange(3)
+    if not context.suffixes:
+        where = 0
+    elif not context.prefixes:
+        where = 1
     before = rng.choice(context.prefixes) + " " if where != 1 else ""
     after = " " + rng.choice(context.suffixes) if where != 0 else ""
     return f"{before}{norm}{after}"

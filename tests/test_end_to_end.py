@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from datetime import UTC, date, datetime
@@ -149,4 +150,7 @@ def test_a_killed_up_leaves_no_broker_or_worker_behind(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while any(_running(p) for p in started) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not [p for p in started if _running(p)], "processes of the killed vigie up still run"
+        left = [p for p in started if _running(p)]
+        for pid in left:  # never leave them to the next tests
+            os.kill(pid, signal.SIGKILL)
+        assert not left, "processes of the killed vigie up still run"

@@ -323,7 +323,7 @@ def warehouse_serve(
     Lets several workers share one embedded store, and a ClickHouse client read it:
     VIGIE_WAREHOUSE_URL=http://default:PASSWORD@127.0.0.1:PORT. One user, `default`, with a
     password: VIGIE_WAREHOUSE_SERVER_PASSWORD, else generated once into
-    <data-dir>/secrets/warehouse.password (0600; its path is printed, never its value).
+    `<data-dir>/secrets/warehouse.password` (0600; its path is printed, never its value).
     GET only reads; one statement per request; table functions, engines and clauses that
     reach files or the network, and settings, are refused. Stop `vigie up` on the same
     data directory first.
@@ -376,7 +376,7 @@ def classify(
     ] = None,
     evaluate: Annotated[
         Path | None,
-        typer.Option("--evaluate", help="Score a labelled file (TSV text<TAB>category, or CSV) instead."),
+        typer.Option("--evaluate", help="Score a labelled file (TSV `text<TAB>category`, or CSV) instead."),
     ] = None,
     unseen: Annotated[
         bool, typer.Option("--unseen", help="With --evaluate: drop the texts the model was trained on.")
@@ -435,7 +435,7 @@ def _evaluate_classifier(
     from rich.table import Table
 
     from streams.absence import AbsenceClassifier
-    from streams.absence_corpus import CorpusError, normalize, read_any, training_examples
+    from streams.absence_corpus import CorpusError, learned_texts, normalize, read_any
     from streams.absence_evaluate import evaluate
 
     assert isinstance(classifier, AbsenceClassifier)
@@ -445,7 +445,7 @@ def _evaluate_classifier(
         raise _fail(str(exc), 2) from None
     dropped = 0
     if unseen:
-        seen = {normalize(e.text) for e in training_examples(mappings_dir)}
+        seen = learned_texts(mappings_dir)
         kept = [r for r in rows if normalize(r.text) not in seen]
         dropped, rows = len(rows) - len(kept), kept
     if not rows:

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     sink_fetch_wait_ms: int = Field(
         500,
         ge=1,
+        le=30_000,  # below the consumer's request timeout, or every idle fetch times out
         description="Longest the sinks' fetches (curated, dead letters, heartbeats) wait on the "
         "broker. Faust's own 1,500 ms made each step from idle to busy wait ~450 ms on Tansu.",
     )

@@ -6,12 +6,15 @@ stops them in order. A supervisor killed outright (SIGKILL, the out-of-memory ki
 timeout) used to leave both running: a broker on its port and a worker on the warehouse,
 with nobody to stop them (seen: a Tansu broker still up after its ``vigie bench`` was
 killed). The kernel's parent-death signal covers it: the child gets SIGTERM — the graceful
-stop for the worker and the broker alike — when the thread that started it ends.
+stop for the worker and the broker alike — when the thread that started it ends. Both get
+it at once, so the worker's last commits may race the broker's exit: what is not committed
+is read again at the next start (at least once; the warehouse keeps one row per record).
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
 import threading
@@ -34,8 +37,11 @@ def stop_with_parent() -> Callable[[], None] | None:
     prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
     prctl.restype = ctypes.c_int
     sigterm = int(signal.SIGTERM)
+    parent = os.getpid()
 
     def preexec() -> None:  # runs in the child, between fork and exec
         prctl(PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request: nobody to follow
+            os._exit(1)
 
     return preexec
