@@ -289,9 +289,19 @@ def test_a_malformed_context_file_is_refused_by_line(tmp_path: Path) -> None:
 
 
 def test_training_is_deterministic() -> None:
+    """Two trainings on the same examples score alike (fixed seeds, no shuffling). Trained on a
+    fifth of the corpus: the recipe is the same, the suite pays 4 s instead of 20."""
     texts = [normalize(r.text) for r in read_labelled(CORPUS / "dev.tsv")]
-    assert TextModel.train(MAPPINGS).predict(texts) == TextModel.train(MAPPINGS).predict(texts)
-    assert augment(training_examples(MAPPINGS)) == augment(training_examples(MAPPINGS))
+    part = read_labelled(CORPUS / "train.tsv")[::5]
+    context = read_context(MAPPINGS)
+
+    def scores() -> list[tuple[str, float, float]]:
+        return TextModel.fit(part, "determinism", context).predict(texts)
+
+    assert scores() == scores()
+    assert augment(training_examples(MAPPINGS), context=context) == augment(
+        training_examples(MAPPINGS), context=context
+    )
 
 
 def test_each_distinct_normalized_text_is_classified_once(harmonizer: Harmonizer) -> None:
