@@ -73,14 +73,8 @@ def read_context(mappings_dir: Path) -> Context:
     path = mappings_dir / CONTEXT_FILE
     if not path.exists():
         return NO_CONTEXT
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CorpusError(f"{path}: cannot read ({type(exc).__name__})") from None
-    if not lines or tuple(c.strip().lower() for c in lines[0].split("\t")) != CONTEXT_HEADER:
-        raise CorpusError(f"{path}: line 1 must be the header 'text<TAB>position'")
     found: dict[str, list[str]] = {"prefix": [], "suffix": []}
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in enumerate(_lines_after_header(path, CONTEXT_HEADER), start=2):
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -99,17 +93,21 @@ class Example:
     category: str
 
 
-def read_labelled(path: Path) -> list[Example]:
-    """Read a labelled TSV (``text<TAB>category``, header first). Raises ``CorpusError``."""
+def _lines_after_header(path: Path, header: tuple[str, str]) -> list[str]:
+    """The lines of a UTF-8 TSV after its header, which must be ``header``."""
     try:
-        raw = path.read_text(encoding="utf-8")
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise CorpusError(f"{path}: cannot read ({type(exc).__name__})") from None
-    lines = raw.splitlines()
-    if not lines or tuple(c.strip().lower() for c in lines[0].split("\t")) != HEADER:
-        raise CorpusError(f"{path}: line 1 must be the header 'text<TAB>category'")
+    if not lines or tuple(c.strip().lower() for c in lines[0].split("\t")) != header:
+        raise CorpusError(f"{path}: line 1 must be the header '{header[0]}<TAB>{header[1]}'")
+    return lines[1:]
+
+
+def read_labelled(path: Path) -> list[Example]:
+    """Read a labelled TSV (``text<TAB>category``, header first). Raises ``CorpusError``."""
     out = []
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in enumerate(_lines_after_header(path, HEADER), start=2):
         if not line.strip("\t"):
             continue  # a blank line, not an empty motif (those are written "<TAB>inconnu")
         parts = line.split("\t")

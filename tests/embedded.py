@@ -64,6 +64,15 @@ def vigie_up(
                 proc.wait()
 
 
+def process_running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has exited; init reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def status_json(data_dir: Path) -> list[dict[str, Any]]:
     return json.loads(vigie("status", "--json", data_dir=data_dir).stdout)
 

@@ -18,7 +18,7 @@ from connectors.simulator import SimulatedCss
 from schemas.contracts import RAW_RECORDS_FIELD, Dataset
 from schemas.organizations import Organization
 from schemas.wire import AvroCodec
-from tests.embedded import dump_warehouse, status_json, vigie, vigie_up, wait_for
+from tests.embedded import dump_warehouse, process_running, status_json, vigie, vigie_up, wait_for
 from vigie.runtime.bench import child_processes
 
 pytestmark = pytest.mark.integration
@@ -129,14 +129,6 @@ def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert vigie("migrate", data_dir=data_dir).returncode == 0
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_killed_up_leaves_no_broker_or_worker_behind(tmp_path: Path) -> None:
     """SIGKILL (the out-of-memory killer, a CI timeout) gives `vigie up` no chance to stop
     what it started: its broker and worker, in sessions of their own, used to keep running
@@ -148,9 +140,9 @@ def test_a_killed_up_leaves_no_broker_or_worker_behind(tmp_path: Path) -> None:
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 60
-        while any(_running(p) for p in started) and time.monotonic() < deadline:
+        while any(process_running(p) for p in started) and time.monotonic() < deadline:
             time.sleep(0.2)
-        left = [p for p in started if _running(p)]
+        left = [p for p in started if process_running(p)]
         for pid in left:  # never leave them to the next tests
             os.kill(pid, signal.SIGKILL)
         assert not left, "processes of the killed vigie up still run"

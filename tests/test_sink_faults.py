@@ -29,6 +29,7 @@ from tests.embedded import (
     TEST_ENV,
     WarehouseProcess,
     WorkerProcess,
+    process_running,
     query_warehouse,
     rss_mb,
     wait_for,
@@ -39,14 +40,6 @@ from vigie.settings import Settings
 
 pytestmark = pytest.mark.integration
 DAY = last_school_day(datetime.now(UTC).date())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited; init reaps it
 
 
 def _record_keys(codec: AvroCodec, messages: list[tuple[str, bytes]]) -> set[str]:
@@ -142,7 +135,7 @@ def test_sigkilled_worker_restarted_three_times_leaves_every_record_exactly_once
             runtime._worker.send_signal(signal.SIGKILL)
             runtime._worker.wait()
             # The killed worker's stage processes go with it (~120 MB each left behind otherwise).
-            wait_for(lambda pids=stage_processes: not any(_alive(p) for p in pids), 15,
+            wait_for(lambda pids=stage_processes: not any(process_running(p) for p in pids), 15,
                      "the killed worker's stage processes to exit")  # fmt: skip
             info = runtime.start_worker(say=lambda *_: None)
         time.sleep(2)
