@@ -64,14 +64,25 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 # When the suspension rule must step aside for the model: « transport scolaire suspendu »
 # in a storm is the service, not a sanction; « renvoyé à la maison par l'infirmière » is
 # an illness. A sanction word keeps the rule (« suspendu pour bataille, jour de tempête »).
+# Weather and the roads, as the transport category says them.
 _NOT_A_SANCTION = re.compile(
     r"\b(tempete\w*|neige\w*|verglas\w*|meteo|storm\w*|snow\w*|blizzard|poudrerie|froid"
-    r"|inondation\w*|flood\w*|intemperie\w*)\b"
+    r"|inondation\w*|flood\w*|intemperie\w*|glace\w*|glissant\w*|chaussee\w*|routes?|routier\w*"
+    r"|pluie\w*|vent\w*|brouillard|crue\w*|ice|icy|freezing|road\w*|weather|wind\w*|fog)\b"
+)
+# A service suspended is no student suspended: « transport scolaire suspendu », « autobus
+# suspendus », « classes suspended » (the noun before the verb), where « suspendu de
+# l'autobus » and « bus suspension » are the student's.
+_SERVICE_SUSPENDED = re.compile(
+    r"\b(transport\w*|service\w*|circuits?|autobus|bus|buses|busses|cours|classes?|ecoles?"
+    r"|navettes?|metro|trains?|traversier|ferry|trajets?|parcours)\b(\s+\w+){0,2}\s+(suspendu\w*|suspended)\b"
 )
 _SENT_HOME_SICK = re.compile(r"\b(infirmi\w*|nurse|malade\w*|fievre\w*|fever\w*|sick|vomi\w*)\b")
+# « renvoyé(e) à la maison », « renvoyé chez lui »: sent home, sick or sanctioned.
+_SENT_HOME = re.compile(r"\b(renvoi|renvoye\w*)\s+(a\s+la\s+maison|chez\s+(lui|elle|eux|soi|nous|vous))\b")
 _SANCTION = re.compile(
     r"\b(comportement|discipl\w*|bataille|violence|intimidation|expuls\w*|expelled|fight\w*"
-    r"|direction|principal|sanction\w*|behaviou?r)\b"
+    r"|direction|principal|sanction\w*|behaviou?r|privil\w*)\b"
 )
 _SUSPENSION_PROPER = re.compile(r"\b(suspen\w*|suspandu\w*|susp|expuls\w*|expelled)\b")
 
@@ -96,8 +107,9 @@ _EVICTION = re.compile(
 
 def _rule_applies(reason: str, norm: str) -> bool:
     """A rule's pattern matched; the death rule yields when its only word is a « mort » that
-    is no death, the suspension rule to weather, the nurse and an eviction, the school-trip
-    rule to a medical appointment."""
+    is no death, the suspension rule (without a sanction word) to weather, a suspended
+    service, an eviction and a « renvoi » that names no sanction, the school-trip rule to a
+    medical appointment."""
     if reason == "deuil":
         return bool(RULES[0][1].search(_NOT_A_DEATH.sub(" ", norm)))
     if reason == "activite_scolaire":
@@ -106,9 +118,14 @@ def _rule_applies(reason: str, norm: str) -> bool:
         return False
     if reason != "suspension" or _SANCTION.search(norm):
         return True
-    if _NOT_A_SANCTION.search(norm):
+    if _NOT_A_SANCTION.search(norm) or _SERVICE_SUSPENDED.search(norm):
         return False
-    return not (_SENT_HOME_SICK.search(norm) and not _SUSPENSION_PROPER.search(norm))
+    if _SUSPENSION_PROPER.search(norm):
+        return True  # « suspendu », « expulsé »: sanctions by themselves
+    # A « renvoi » that sends the student home names no sanction: sick or sanctioned, the rest
+    # of the text says which (« saignement de nez, renvoyée à la maison »), and the model,
+    # which learned both, reads it. « renvoyé de l'école » stays the rule's.
+    return not (_SENT_HOME_SICK.search(norm) or _SENT_HOME.search(norm))
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ CORPUS = MAPPINGS / "absence_corpus"
 runner = CliRunner()
 EVALUATION_SETS = (
     "dev.tsv", "heldout.tsv", "heldout2.tsv", "heldout3.tsv", "heldout4.tsv", "heldout5.tsv", "heldout6.tsv",
-    "heldout7.tsv", "heldout8.tsv", "heldout9.tsv", "heldout10.tsv",
+    "heldout7.tsv", "heldout8.tsv", "heldout9.tsv", "heldout10.tsv", "heldout11.tsv",
 )  # fmt: skip
 
 
@@ -120,7 +120,8 @@ def test_the_model_never_learns_from_the_dev_or_held_out_sets() -> None:
     [("dev.tsv", 44), ("heldout.tsv", 83), ("heldout2.tsv", 90), ("heldout3.tsv", 19), ("heldout4.tsv", 2),  # two inconnu lines that are neutral context phrases
      ("heldout5.tsv", 0), ("heldout6.tsv", 0),
      # written by helpers that never saw the corpus: common lines reproduced word for word
-     ("heldout7.tsv", 165), ("heldout8.tsv", 34), ("heldout9.tsv", 122), ("heldout10.tsv", 112)],
+     ("heldout7.tsv", 165), ("heldout8.tsv", 34), ("heldout9.tsv", 122), ("heldout10.tsv", 112),
+     ("heldout11.tsv", 118)],
 )  # fmt: skip
 def test_training_grows_without_copying_dev_or_held_out_lines(name: str, already_shared: int) -> None:
     """A training line equal to an evaluation line makes the figure measure memory. The older
@@ -146,7 +147,9 @@ def test_training_grows_without_copying_dev_or_held_out_lines(name: str, already
      ("heldout7.tsv", 0.98, 0.009),  # first measured 97.3 % / 0.9 % wrong; 99.1 % / 0.6 % after the context round
      ("heldout8.tsv", 0.97, 0.009),  # first measured 94.8 % / 1.8 % wrong; 97.9 % / 0.6 % after the context round
      ("heldout9.tsv", 0.97, 0.012),  # 96.3 % / 1.4 % before the context round, 98.3 % / 1.1 % after: first measure
-     ("heldout10.tsv", 0.96, 0.010)],  # 96.5 % / 1.5 % before the breadth round, 96.5 % / 0.9 % after
+     # 96.5 % / 1.5 % before the breadth round, 96.5 % / 0.9 % after, 97.1 % / 0.3 % after the personal round
+     ("heldout10.tsv", 0.965, 0.006),
+     ("heldout11.tsv", 0.97, 0.006)],  # first measured 96.5 % / 1.3 % wrong; 97.9 % / 0 after the personal round
 )  # fmt: skip
 def test_accuracy_and_wrong_categories_on_the_corpus_sets(
     harmonizer: Harmonizer, name: str, accuracy: float, wrong: float
@@ -179,7 +182,10 @@ def test_rules_decide_what_must_be_exact(harmonizer: Harmonizer, text: str, reas
      ("autobus suspendus à cause du verglas", "transport_meteo"),
      ("renvoyé à la maison par l'infirmière, fièvre", "maladie"),  # the nurse is not a sanction
      ("suspendu pour bataille, jour de tempête", "suspension"),  # a sanction word keeps the rule
-     ("suspendu et malade", "suspension")],
+     ("suspendu et malade", "suspension"),
+     ("circuits d'autobus suspendus, pluie verglaçante", "transport_meteo"),  # road weather too
+     ("autobus scolaires suspendus", "transport_meteo"),  # a suspended service names no student
+     ("mal de cœur, renvoyée chez elle", "maladie")],  # sent home: the rest of the text decides
 )  # fmt: skip
 def test_the_suspension_rule_yields_to_weather_and_to_the_nurse(
     harmonizer: Harmonizer, text: str, reason: str
@@ -191,9 +197,11 @@ def test_the_suspension_rule_yields_to_weather_and_to_the_nurse(
     ("text", "rule"),
     [("batterie morte", False), ("malade à mort", False), ("mort de rire, pas venu", False),
      ("expulsés du logement", False),  # an eviction, not a sanction
-     ("batterie morte, décès de son oncle", True), ("son chien est mort", True), ("expulsé pour bataille", True)],
+     ("batterie morte, décès de son oncle", True), ("son chien est mort", True), ("expulsé pour bataille", True),
+     ("renvoyée à la maison", False),  # sent home, sick or sanctioned: the model reads the rest
+     ("renvoyé de l'école", True), ("renvoi de 3 jours", True), ("bus privileges suspended", True)],
 )  # fmt: skip
-def test_a_mort_that_is_no_death_and_an_eviction_are_left_to_the_model(
+def test_what_only_looks_like_a_death_or_a_sanction_is_left_to_the_model(
     harmonizer: Harmonizer, text: str, rule: bool
 ) -> None:
     assert (harmonizer.absence.classify_text(text).by == "rule") is rule
