@@ -339,14 +339,14 @@ def mappings_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_stewards_text_mapping_is_exact_for_its_css_and_teaches_the_model(mappings_copy: Path) -> None:
-    text = "kermesse de Zorglub"
+    text = "kermesse de Quiquinou"
     before = AbsenceClassifier.from_dir(mappings_copy)
     assert before.classify("laval", None, text).category == "inconnu"
     result = runner.invoke(app, ["mappings", "set", "--css", "laval", "--text", text,
                                  "--category", "activite_scolaire"])  # fmt: skip
     assert result.exit_code == 0, result.output
     after = AbsenceClassifier.from_dir(mappings_copy)
-    found = after.classify("laval", None, "  KERMESSE de zorglub ")
+    found = after.classify("laval", None, "  KERMESSE de quiquinou ")
     assert (found.category, found.by) == ("activite_scolaire", "steward")
     assert Example(text, "activite_scolaire") in training_examples(mappings_copy)
     assert after.fingerprint != before.fingerprint  # a new mapping version: history can follow

@@ -59,6 +59,7 @@ def test_no_identifier_reaches_a_curated_attendance_record(
     # The motif is a closed vocabulary: it may equal a word of the text ("voyage") without
     # leaking anything; every other field must not contain any identifier.
     assert record.pop("absence_reason") in CANONICAL_REASONS
+    assert record.pop("school_code") == batch["school_code"]  # the ministry's code, passed through
     values = _flatten(record)
     for secret in (first, last, cp, postal, text, *_forms(birth)):
         assert all(secret not in v for v in values), secret
@@ -84,6 +85,9 @@ def test_no_identifier_reaches_a_curated_staff_record(
     assert {record.pop(f) for f in ("job_class", "change_type", "leave_type")} == {
         "enseignant", "leave_start", "maladie"
     }  # fmt: skip
+    # The school's code is the ministry's, passed through: a birth date's ddmmyy form can
+    # equal it (« 051001 » is 5 October 2001).
+    assert record.pop("school_code") == change["school_code"]
     values = _flatten(record)
     for secret in (first, last, number, email, phone, *_forms(birth)):
         assert all(secret not in v for v in values), secret

@@ -27,7 +27,7 @@ from vigie.settings import Settings
 pytestmark = pytest.mark.integration
 
 # A motif no corpus holds: the classifier leaves it `inconnu` until a steward maps it.
-LOCAL_TEXT = "kermesse de Zorglub"
+LOCAL_TEXT = "kermesse de Quiquinou"
 
 
 def _vigie(*args: str, env: dict[str, str], data_dir: Path) -> subprocess.CompletedProcess[str]:
