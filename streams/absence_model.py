@@ -12,10 +12,13 @@ category it picks: below the threshold the answer is ``inconnu``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -121,15 +124,37 @@ def load_model(mappings_dir: Path, cache_dir: Path | None = None) -> TextModel:
         if model is not None:
             return model
         path = cache_dir / f"absence-{fingerprint}.npz" if cache_dir is not None else None
-        compiled = CompiledModel.load(path, fingerprint) if path is not None and path.exists() else None
-        if compiled is not None:
-            model = TextModel(compiled)
-        else:
-            model = TextModel.train(mappings_dir)
-            if path is not None:
-                try:
-                    model.compiled.save(path)
-                except OSError as exc:  # a read-only cache costs start-up time, not correctness
-                    log.warning("model cache %s not written: %s", path.parent, exc.strerror)
+        with _one_trainer(path):
+            compiled = CompiledModel.load(path, fingerprint) if path is not None and path.exists() else None
+            if compiled is not None:
+                model = TextModel(compiled)
+            else:
+                model = TextModel.train(mappings_dir)
+                if path is not None:
+                    try:
+                        model.compiled.save(path)
+                    except OSError as exc:  # a read-only cache costs start-up time, not correctness
+                        log.warning("model cache %s not written: %s", path.parent, exc.strerror)
         _MODELS[key] = model
         return model
+
+
+@contextmanager
+def _one_trainer(path: Path | None) -> Iterator[None]:
+    """Hold the cache's lock for this corpus: processes that miss the cache at the same time
+    (a worker and its stage processes, `vigie classify` beside them) wait for the first to
+    train and read its file, instead of each paying the training. Without a writable cache
+    there is no lock, and each process trains."""
+    fd = None
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path.with_suffix(".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)

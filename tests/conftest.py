@@ -29,16 +29,19 @@ _MODEL_CACHE = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One model cache for the whole session, inherited by every `vigie` subprocess: the
-    motif model is trained once per run, as a deployment trains it once per corpus, instead
+    """One model cache for the whole session, inherited by the xdist workers and every `vigie`
+    subprocess: the motif model is trained once per run, as a deployment trains it once per corpus, instead
     of by every worker and stage process each test starts."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("VIGIE_MODEL_CACHE_DIR"):
+        return  # an xdist worker: the controller's cache, locked per corpus, so trained once in all
     cache = tempfile.mkdtemp(prefix="vigie-test-models-")
     config.stash[_MODEL_CACHE] = cache
     os.environ["VIGIE_MODEL_CACHE_DIR"] = cache
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(config.stash.get(_MODEL_CACHE, ""), ignore_errors=True)
+    if _MODEL_CACHE in config.stash:
+        shutil.rmtree(config.stash[_MODEL_CACHE], ignore_errors=True)
 
 
 SETTINGS = Settings()

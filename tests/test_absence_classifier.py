@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from streams.absence_corpus import (
 from streams.absence_evaluate import evaluate
 from streams.absence_model import TextModel
 from streams.harmonize import Harmonizer
+from tests.corpus import copy_mappings
 from vigie.cli import app
 from vigie.settings import Settings
 
@@ -332,8 +332,7 @@ def test_a_corpus_error_names_file_and_line_never_the_text(tmp_path: Path) -> No
 
 @pytest.fixture()
 def mappings_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    copy = tmp_path / "mappings"
-    shutil.copytree(MAPPINGS, copy)
+    copy = copy_mappings(tmp_path / "mappings")
     monkeypatch.setenv("VIGIE_MAPPINGS_DIR", str(copy))
     return copy
 
@@ -421,8 +420,8 @@ def test_evaluate_refuses_a_bad_file_in_one_line(tmp_path: Path, content: str) -
     assert missing.exit_code == 2
 
 
-def test_the_one_text_path_scores_exactly_like_the_pipeline() -> None:
-    model = TextModel.train(MAPPINGS)
+def test_the_one_text_path_scores_exactly_like_the_pipeline(tmp_path: Path) -> None:
+    model = TextModel.train(copy_mappings(tmp_path / "mappings"))
     texts = [normalize(r.text) for name in ("dev.tsv", "heldout2.tsv") for r in read_labelled(CORPUS / name)]
     texts += ["", "zzzz qqq", "a", "é" * 300]
     for text, (category, margin, lead) in zip(texts, model.predict(texts), strict=True):

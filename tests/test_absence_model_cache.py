@@ -3,7 +3,6 @@ no scikit-learn import once a corpus has been trained, never a pickle, never a s
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from streams.absence_compiled import Analyzer, CompiledModel
 from streams.absence_corpus import read_labelled, training_examples
 from streams.absence_model import TextModel, corpus_fingerprint, load_model
+from tests.corpus import copy_mappings
 from vigie.settings import Settings
 
 MAPPINGS = Settings().mappings_dir
@@ -50,7 +50,7 @@ def test_each_analyzer_cuts_text_exactly_like_scikit_learn(texts: list[str], par
 
 
 def test_the_compiled_model_scores_like_the_pipeline_and_survives_the_disk(texts: list[str], tmp_path: Path) -> None:
-    trained = TextModel.train(MAPPINGS)
+    trained = TextModel.train(copy_mappings(tmp_path / "mappings"))
     path = tmp_path / "m.npz"
     trained.compiled.save(path)
     assert path.stat().st_mode & 0o777 == 0o600
@@ -65,8 +65,7 @@ def test_the_compiled_model_scores_like_the_pipeline_and_survives_the_disk(texts
 
 
 def test_a_second_process_reads_the_model_without_importing_scikit_learn(tmp_path: Path) -> None:
-    mappings = tmp_path / "mappings"  # a corpus this process has not loaded yet
-    shutil.copytree(MAPPINGS, mappings)
+    mappings = copy_mappings(tmp_path / "mappings")  # a corpus this process has not loaded yet
     cache = tmp_path / "models"
     first = load_model(mappings, cache)
     files = list(cache.glob("absence-*.npz"))
@@ -83,8 +82,7 @@ def test_a_second_process_reads_the_model_without_importing_scikit_learn(tmp_pat
 
 
 def test_a_damaged_or_foreign_cache_file_is_ignored_and_replaced(tmp_path: Path) -> None:
-    mappings = tmp_path / "mappings"
-    shutil.copytree(MAPPINGS, mappings)
+    mappings = copy_mappings(tmp_path / "mappings")
     cache = tmp_path / "models"
     fingerprint = corpus_fingerprint(mappings)
     path = cache / f"absence-{fingerprint}.npz"
@@ -100,8 +98,7 @@ def test_a_damaged_or_foreign_cache_file_is_ignored_and_replaced(tmp_path: Path)
 
 
 def test_a_changed_corpus_never_reads_the_old_model(tmp_path: Path) -> None:
-    mappings = tmp_path / "mappings"
-    shutil.copytree(MAPPINGS, mappings)
+    mappings = copy_mappings(tmp_path / "mappings")
     cache = tmp_path / "models"
     before = load_model(mappings, cache).fingerprint
     with (mappings / "absence_corpus" / "train.tsv").open("a", encoding="utf-8") as f:
@@ -109,3 +106,21 @@ def test_a_changed_corpus_never_reads_the_old_model(tmp_path: Path) -> None:
     after = load_model(mappings, cache)
     assert after.fingerprint != before
     assert len(list(cache.glob("absence-*.npz"))) == 2
+
+
+def test_processes_missing_the_cache_at_once_train_it_once(tmp_path: Path) -> None:
+    """A worker and its stage processes start together: the first trains, the others wait
+    for its file and read it (none of them imports scikit-learn)."""
+    mappings = copy_mappings(tmp_path / "mappings")
+    cache = tmp_path / "models"
+    probe = (
+        "import sys; from pathlib import Path; from streams.absence_model import load_model; "
+        f"m = load_model(Path({str(mappings)!r}), Path({str(cache)!r})); "
+        "print('sklearn' in sys.modules, m.fingerprint)"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120)[0].split() for p in processes]
+    assert all(p.returncode == 0 for p in processes)
+    assert sorted(trained for trained, _ in outputs) == ["False", "False", "True"]
+    assert len({fingerprint for _, fingerprint in outputs}) == 1
+    assert len(list(cache.glob("absence-*.npz"))) == 1

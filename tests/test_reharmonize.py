@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -21,8 +20,8 @@ from schemas.contracts import Dataset
 from schemas.organizations import Organization
 from schemas.wire import AvroCodec
 from streams.absence import AbsenceClassifier
+from tests.corpus import copy_mappings
 from tests.embedded import TEST_ENV, dump_warehouse, vigie_up, wait_for
-from vigie.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +47,7 @@ def _sink_rows(web_url: str) -> float:
 def test_a_stewards_mapping_reaches_history_without_doubling(
     tmp_path: Path, organizations: dict[str, Organization]
 ) -> None:
-    mappings = tmp_path / "mappings"
-    shutil.copytree(Settings().mappings_dir, mappings)
+    mappings = copy_mappings(tmp_path / "mappings")
     env = {"VIGIE_MAPPINGS_DIR": str(mappings)}
     assert AbsenceClassifier.from_dir(mappings).classify("laval", None, LOCAL_TEXT).category == "inconnu"
 
