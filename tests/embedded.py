@@ -14,7 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from vigie.runtime.supervisor import RuntimeInfo
+
+# One HTTP client for every test request: a new client loads the CA bundle (~40 ms of CPU),
+# and the tests poll. No kept-alive connection, since the tests kill and restart servers.
+HTTP = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
 
 TEST_ENV = {"VIGIE_PSEUDONYM_KEY": "integration-test-key-not-a-secret", "VIGIE_LOG_LEVEL": "INFO"}
 
@@ -74,7 +80,17 @@ def process_running(pid: int) -> bool:
 
 
 def status_json(data_dir: Path) -> list[dict[str, Any]]:
+    """What `vigie status --json` prints, from the command itself."""
     return json.loads(vigie("status", "--json", data_dir=data_dir).stdout)
+
+
+def worker_status(data_dir: Path) -> list[dict[str, Any]]:
+    """The same rows, read from the running worker's /status page (the page `vigie status`
+    reads): for polling, where a `vigie status` process per poll costs a second of CPU."""
+    info = RuntimeInfo.read(data_dir / "runtime.json")
+    assert info is not None, f"no running worker in {data_dir}"
+    rows: list[dict[str, Any]] = HTTP.get(f"{info.web_url}/status", timeout=60).json()
+    return rows
 
 
 def reader_from_start(bootstrap: str, topic: str) -> Any:
@@ -163,7 +179,7 @@ class WarehouseProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"vigie warehouse serve exited {self.proc.returncode}")
             try:
-                if httpx.get(f"{self.address}/ping", timeout=1).status_code == 200:
+                if HTTP.get(f"{self.address}/ping", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -237,7 +253,7 @@ class WorkerProcess:
                     f"vigie worker exited {self.proc.returncode}, see {self.data_dir}/worker.log"
                 )
             try:
-                if httpx.get(f"{self.web_url}/ready", timeout=1).status_code == 200:
+                if HTTP.get(f"{self.web_url}/ready", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -246,9 +262,8 @@ class WorkerProcess:
 
     def metric(self, name: str) -> float:
         """The sum of one metric's samples on this worker's /metrics page."""
-        import httpx
 
-        text = httpx.get(f"{self.web_url}/metrics", timeout=10).text
+        text = HTTP.get(f"{self.web_url}/metrics", timeout=10).text
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith(name + "{") or line.startswith(name + " "))  # fmt: skip
 

@@ -20,7 +20,7 @@ from connectors.simulator import SimulatedCss
 from dashboards.panels import PIPELINE
 from schemas.contracts import Dataset
 from schemas.wire import AvroCodec
-from tests.embedded import vigie_up, wait_for
+from tests.embedded import HTTP, vigie_up, wait_for
 from vigie.runtime.broker import free_port
 
 ALERTS = Path(__file__).parent.parent / "deploy" / "alerts"
@@ -87,7 +87,7 @@ def test_prometheus_scrapes_a_running_worker_with_the_rules_loaded(tmp_path: Pat
 
             def scraped(query: str) -> float:
                 try:
-                    result = httpx.get(f"{api}/query", params={"query": query}, timeout=5).json()["data"][
+                    result = HTTP.get(f"{api}/query", params={"query": query}, timeout=5).json()["data"][
                         "result"
                     ]
                 except (httpx.HTTPError, KeyError, ValueError):
@@ -104,9 +104,9 @@ def test_prometheus_scrapes_a_running_worker_with_the_rules_loaded(tmp_path: Pat
             for panel in PIPELINE.panels:
                 # Grafana sets $__rate_interval to at least four scrape intervals.
                 query = panel.query.replace("$__rate_interval", "4s")
-                answer = httpx.get(f"{api}/query", params={"query": query}, timeout=5).json()
+                answer = HTTP.get(f"{api}/query", params={"query": query}, timeout=5).json()
                 assert answer["status"] == "success", (panel.title, answer)
-            groups = httpx.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
+            groups = HTTP.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
             rules = [r for g in groups for r in g["rules"]]
             assert len(rules) == 6 and all(r["health"] in ("ok", "unknown") for r in rules), rules
         finally:

@@ -9,7 +9,6 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from confluent_kafka import Producer
 
@@ -18,7 +17,16 @@ from connectors.simulator import SimulatedCss
 from schemas.contracts import RAW_RECORDS_FIELD, Dataset
 from schemas.organizations import Organization
 from schemas.wire import AvroCodec
-from tests.embedded import dump_warehouse, process_running, status_json, vigie, vigie_up, wait_for
+from tests.embedded import (
+    HTTP,
+    dump_warehouse,
+    process_running,
+    status_json,
+    vigie,
+    vigie_up,
+    wait_for,
+    worker_status,
+)
 from vigie.runtime.bench import child_processes
 
 pytestmark = pytest.mark.integration
@@ -73,7 +81,7 @@ def test_identified_events_arrive_deidentified_and_garbage_is_dead_lettered(
         expected["attendance"] += len(late_sheet["marks"])
 
         def arrived() -> list[dict] | None:
-            statuses = status_json(data_dir)
+            statuses = worker_status(data_dir)
             row = _org_status(statuses, "laval")
             counts = {ds: row["datasets"][ds]["events"] for ds in expected}
             withheld = _org_status(statuses, "english-montreal")["datasets"]["staff"]["withheld_no_consent"]
@@ -83,7 +91,7 @@ def test_identified_events_arrive_deidentified_and_garbage_is_dead_lettered(
         statuses = wait_for(arrived, 90, "events in the warehouse")
         assert len(statuses) == 72
         assert proc.poll() is None
-        metrics = httpx.get(f"{info.web_url}/metrics", timeout=10).text
+        metrics = HTTP.get(f"{info.web_url}/metrics", timeout=10).text
         assert 'vigie_stream_records_total{css="laval",dataset="attendance",outcome="curated"}' in metrics
         assert 'vigie_dead_letters_total{reason_code="undecodable",stage="decode"} 2.0' in metrics
     assert proc.returncode == 0, "vigie up should stop cleanly on SIGINT"

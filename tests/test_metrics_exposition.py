@@ -19,7 +19,7 @@ import pytest
 from schemas import metrics
 from schemas.contracts import HEARTBEAT_TOPIC, Dataset, raw_topic
 from tests.connector_fixtures import attendance_row, source_table
-from tests.embedded import TEST_ENV, vigie_up
+from tests.embedded import HTTP, TEST_ENV, vigie_up
 from vigie.runtime.broker import TansuBroker, ensure_topics, free_port
 
 WORKER_ONLY = ("vigie_stream_", "vigie_sink_", "vigie_dead_letters", "vigie_school_", "vigie_consumer_lag",
@@ -53,7 +53,7 @@ def test_every_metric_passes_promtool_with_samples() -> None:
 @pytest.mark.integration
 def test_the_running_worker_metrics_pass_promtool(tmp_path: Path) -> None:
     with vigie_up(tmp_path / "vigie") as (_proc, info):
-        answer = httpx.get(f"{info.web_url}/metrics", timeout=60)
+        answer = HTTP.get(f"{info.web_url}/metrics", timeout=60)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     checked = _promtool_check(answer.text)
@@ -87,7 +87,7 @@ def test_the_running_connector_exposes_only_its_metrics_and_passes_promtool(tmp_
                 while "vigie_connector_records_sent_total{" not in text and time.monotonic() < deadline:
                     time.sleep(0.3)
                     try:
-                        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                        answer = HTTP.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
                         text, content_type = answer.text, answer.headers["content-type"]
                     except httpx.HTTPError:
                         continue

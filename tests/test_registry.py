@@ -20,6 +20,7 @@ from connectors.simulator import SimulatedCss
 from schemas.contracts import AVRO_DIR, Contract, Dataset, load_contract, raw_contract
 from schemas.wire import AvroCodec
 from streams.curate import RawMessage, curate_messages
+from tests.embedded import HTTP
 from vigie.runtime.broker import free_port
 from vigie.runtime.registry import RegistryServer
 
@@ -35,7 +36,7 @@ def reg(tmp_path: Path):
 
 
 def _post(url: str, body: Any) -> httpx.Response:
-    return httpx.post(url, content=json.dumps(body), headers=CT)
+    return HTTP.post(url, content=json.dumps(body), headers=CT)
 
 
 def _changed_type(schema_str: str, field: str, new_type: Any) -> str:
@@ -58,7 +59,7 @@ def test_invalid_schema_is_refused_with_422(reg: RegistryServer) -> None:
     with pytest.raises(SchemaRegistryError) as info:
         SchemaRegistryClient({"url": reg.url}).register_schema("s", Schema('{"type":"nonsense"}', "AVRO"))
     assert info.value.http_status_code == 422
-    assert httpx.get(f"{reg.url}/subjects").json() == []
+    assert HTTP.get(f"{reg.url}/subjects").json() == []
 
 
 def test_incompatible_change_to_a_contract_is_refused_with_409(reg: RegistryServer) -> None:
@@ -67,12 +68,12 @@ def test_incompatible_change_to_a_contract_is_refused_with_409(reg: RegistryServ
     subject = raw_contract(Dataset.ATTENDANCE).subject
     client = SchemaRegistryClient({"url": reg.url})
     client.register_schema(subject, Schema(v1, "AVRO"))
-    assert httpx.get(f"{reg.url}/config").json() == {"compatibilityLevel": "BACKWARD"}
+    assert HTTP.get(f"{reg.url}/config").json() == {"compatibilityLevel": "BACKWARD"}
     broken = _changed_type(v1, "css", "int")
     with pytest.raises(SchemaRegistryError) as info:
         client.register_schema(subject, Schema(broken, "AVRO"))
     assert info.value.http_status_code == 409
-    assert httpx.get(f"{reg.url}/subjects/{subject}/versions").json() == [1]
+    assert HTTP.get(f"{reg.url}/subjects/{subject}/versions").json() == [1]
 
     # The compatibility endpoint says the same before anyone tries.
     check = _post(f"{reg.url}/compatibility/subjects/{subject}/versions/latest?verbose=true",
@@ -92,7 +93,7 @@ def test_incompatible_change_to_a_contract_is_refused_with_409(reg: RegistryServ
     raw["fields"][-1]["default"] = ""
     added = _post(f"{reg.url}/subjects/{subject}/versions", {"schema": json.dumps(raw)})
     assert added.status_code == 200
-    assert httpx.get(f"{reg.url}/subjects/{subject}/versions").json() == [1, 2]
+    assert HTTP.get(f"{reg.url}/subjects/{subject}/versions").json() == [1, 2]
 
 
 def test_codec_cannot_register_an_incompatible_contract(reg: RegistryServer) -> None:
@@ -110,18 +111,18 @@ def test_codec_cannot_register_an_incompatible_contract(reg: RegistryServer) -> 
 def test_compatibility_levels_are_configurable_per_subject(reg: RegistryServer) -> None:
     v1 = _schema_of("connector_heartbeat.v1.avsc")
     _post(f"{reg.url}/subjects/hb/versions", {"schema": v1})
-    assert httpx.get(f"{reg.url}/config/hb").json()["error_code"] == 40408
-    assert httpx.get(f"{reg.url}/config/hb?defaultToGlobal=true").json() == {"compatibilityLevel": "BACKWARD"}
+    assert HTTP.get(f"{reg.url}/config/hb").json()["error_code"] == 40408
+    assert HTTP.get(f"{reg.url}/config/hb?defaultToGlobal=true").json() == {"compatibilityLevel": "BACKWARD"}
     bad_level = httpx.put(f"{reg.url}/config/hb", content=json.dumps({"compatibility": "LAX"}), headers=CT)
     assert (bad_level.status_code, bad_level.json()["error_code"]) == (422, 42203)
     put = httpx.put(f"{reg.url}/config/hb", content=json.dumps({"compatibility": "NONE"}), headers=CT)
     assert put.json() == {"compatibility": "NONE"}
-    assert httpx.get(f"{reg.url}/config/hb").json() == {"compatibilityLevel": "NONE"}
+    assert HTTP.get(f"{reg.url}/config/hb").json() == {"compatibilityLevel": "NONE"}
     # NONE lets the incompatible version in; the global level is untouched.
     fields = [f["name"] for f in json.loads(v1)["fields"]]
     changed = _changed_type(v1, fields[0], "long")
     assert _post(f"{reg.url}/subjects/hb/versions", {"schema": changed}).status_code == 200
-    assert httpx.get(f"{reg.url}/config").json() == {"compatibilityLevel": "BACKWARD"}
+    assert HTTP.get(f"{reg.url}/config").json() == {"compatibilityLevel": "BACKWARD"}
     assert httpx.delete(f"{reg.url}/config/hb").json() == {"compatibilityLevel": "NONE"}
     # FULL refuses a change that only BACKWARD allows (removing a field new readers ignore).
     httpx.put(f"{reg.url}/config", content=json.dumps({"compatibility": "FULL"}), headers=CT)
@@ -139,13 +140,13 @@ def test_subjects_delete_soft_then_permanent_with_json_errors(reg: RegistryServe
     early = httpx.delete(f"{reg.url}/subjects/dl?permanent=true")
     assert (early.status_code, early.json()["error_code"]) == (404, 40405)
     assert httpx.delete(f"{reg.url}/subjects/dl").json() == [1]
-    assert "dl" not in httpx.get(f"{reg.url}/subjects").json()
-    assert httpx.get(f"{reg.url}/subjects/dl/versions").json()["error_code"] == 40401
-    assert httpx.get(f"{reg.url}/schemas/ids/{sid}").status_code == 200  # ids outlive subjects
+    assert "dl" not in HTTP.get(f"{reg.url}/subjects").json()
+    assert HTTP.get(f"{reg.url}/subjects/dl/versions").json()["error_code"] == 40401
+    assert HTTP.get(f"{reg.url}/schemas/ids/{sid}").status_code == 200  # ids outlive subjects
     assert httpx.delete(f"{reg.url}/subjects/dl?permanent=true").json() == [1]
     again = _post(f"{reg.url}/subjects/dl/versions", {"schema": schema}).json()
     assert again["id"] == sid
-    assert httpx.get(f"{reg.url}/subjects/dl/versions").json() == [1]
+    assert HTTP.get(f"{reg.url}/subjects/dl/versions").json() == [1]
 
     for method, path in [("GET", "/nowhere"), ("PATCH", "/subjects"), ("GET", "/subjects/dl/versions/9"),
                          ("GET", "/subjects/dl/versions/x"), ("GET", "/schemas/ids/999")]:  # fmt: skip

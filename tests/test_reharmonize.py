@@ -11,7 +11,6 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from connectors.publisher import ConnectorPublisher, flush, make_producer
@@ -21,7 +20,7 @@ from schemas.organizations import Organization
 from schemas.wire import AvroCodec
 from streams.absence import AbsenceClassifier
 from tests.corpus import copy_mappings
-from tests.embedded import TEST_ENV, dump_warehouse, vigie_up, wait_for
+from tests.embedded import HTTP, TEST_ENV, dump_warehouse, vigie_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +36,7 @@ def _vigie(*args: str, env: dict[str, str], data_dir: Path) -> subprocess.Comple
 
 
 def _sink_rows(web_url: str) -> float:
-    text = httpx.get(f"{web_url}/metrics", timeout=10).text
+    text = HTTP.get(f"{web_url}/metrics", timeout=10).text
     for line in text.splitlines():
         if line.startswith('vigie_sink_rows_total{table="attendance_marks"}'):
             return float(line.split()[-1])

@@ -23,7 +23,7 @@ from dashboards.report import MAX_CATEGORIES, _figure, _panel, render_html, run_
 from schemas.contracts import RAW_RECORDS_FIELD
 from schemas.wire import AvroCodec
 from tests.curated import HISTORY_CSS, network_history
-from tests.embedded import status_json, vigie, vigie_up, wait_for
+from tests.embedded import vigie, vigie_up, wait_for, worker_status
 from tests.test_dashboards import load_history, simulated_history
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
@@ -45,7 +45,7 @@ def test_report_of_a_running_pipeline_renders_every_panel_in_chromium(tmp_path: 
         assert flush(producer, 60) == 0
 
         def stored() -> int:
-            return sum(d["events"] + d["withheld_no_consent"] for s in status_json(data_dir)
+            return sum(d["events"] + d["withheld_no_consent"] for s in worker_status(data_dir)
                        for d in s["datasets"].values())  # fmt: skip
 
         wait_for(lambda: stored() >= sent, 180, f"{sent:,} records stored", 2)

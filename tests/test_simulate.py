@@ -12,7 +12,7 @@ import pytest
 from connectors.config import load_connector_config
 from connectors.runner import Connector
 from connectors.simulate import simulate_network
-from tests.embedded import status_json, vigie_up, wait_for
+from tests.embedded import status_json, vigie_up, wait_for, worker_status
 
 UNTIL = date(2026, 11, 20)
 
@@ -62,7 +62,7 @@ def test_simulated_sources_flow_through_connectors_into_the_warehouse(tmp_path: 
             stats[code] = connector.stats
 
         def arrived() -> bool:
-            rows = {r["code"]: r for r in status_json(data_dir)}
+            rows = {r["code"]: r for r in worker_status(data_dir)}
             return (
                 all(
                     rows[c]["datasets"]["attendance"]["events"]
@@ -78,7 +78,7 @@ def test_simulated_sources_flow_through_connectors_into_the_warehouse(tmp_path: 
         try:
             wait_for(arrived, 90, "the simulated attendance in the warehouse")
         except AssertionError:
-            rows = {r["code"]: r["datasets"] for r in status_json(data_dir) if r["code"] in chosen}
+            rows = {r["code"]: r["datasets"] for r in worker_status(data_dir) if r["code"] in chosen}
             raise AssertionError(f"warehouse {rows}; sent {summaries}; connectors {stats}") from None
         rows = {r["code"]: r for r in status_json(data_dir)}
     assert (

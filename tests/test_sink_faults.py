@@ -26,6 +26,7 @@ from schemas.wire import AvroCodec
 from sinks.warehouse import ClickHouseWarehouse, WarehouseUnavailable
 from streams.pseudonymize import Pseudonymizer
 from tests.embedded import (
+    HTTP,
     TEST_ENV,
     WarehouseProcess,
     WorkerProcess,
@@ -112,14 +113,13 @@ class Sender:
 def test_sigkilled_worker_restarted_three_times_leaves_every_record_exactly_once(
     infrastructure, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import httpx
 
     monkeypatch.setenv("VIGIE_STREAM_BATCH_MAX", "20")  # many small sink inserts to land in
     runtime, bootstrap, registry_url = infrastructure
     codec, keys = _load(bootstrap, registry_url, 10_000, seed=5)
 
     def count(web_url: str) -> int:
-        rows = httpx.get(f"{web_url}/status", timeout=60).json()
+        rows = HTTP.get(f"{web_url}/status", timeout=60).json()
         return sum(int(r["datasets"]["attendance"]["events"]) for r in rows)
 
     info = runtime.start_worker(say=lambda *_: None)

@@ -15,7 +15,15 @@ from connectors.simulator import SimulatedCss
 from schemas.contracts import DEAD_LETTER_TOPIC, Dataset, load_contract
 from schemas.wire import AvroCodec
 from streams.pseudonymize import Pseudonymizer
-from tests.embedded import TEST_ENV, dump_warehouse, reader_from_start, status_json, vigie, vigie_up, wait_for
+from tests.embedded import (
+    TEST_ENV,
+    dump_warehouse,
+    reader_from_start,
+    vigie,
+    vigie_up,
+    wait_for,
+    worker_status,
+)
 from vigie.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -78,7 +86,7 @@ def test_refusals_consent_reload_and_stewardship(tmp_path: Path, organizations) 
         assert flush(producer, 30) == 0
 
         def settled() -> list[dict] | None:
-            statuses = status_json(data_dir)
+            statuses = worker_status(data_dir)
             counts = (
                 _row(statuses, "laval")["datasets"]["attendance"]["events"],
                 _row(statuses, "sorel-tracy")["datasets"]["staff"]["withheld_no_consent"],
@@ -94,12 +102,12 @@ def test_refusals_consent_reload_and_stewardship(tmp_path: Path, organizations) 
         consent_file.write_text(
             consent_file.read_text() + "sorel-tracy,staff,planification,2024-07-01,,1095\n", encoding="utf-8"
         )
-        wait_for(lambda: _row(status_json(data_dir), "sorel-tracy")["datasets"]["staff"]["consented"],
+        wait_for(lambda: _row(worker_status(data_dir), "sorel-tracy")["datasets"]["staff"]["consented"],
                  30, "the consent reload", every_s=0.5)  # fmt: skip
         second_staff = sorel.staff_changes(today, now)
         pub["sorel-tracy"].publish(Dataset.STAFF, second_staff)
         assert flush(producer, 30) == 0
-        wait_for(lambda: _row(status_json(data_dir), "sorel-tracy")["datasets"]["staff"]["events"]
+        wait_for(lambda: _row(worker_status(data_dir), "sorel-tracy")["datasets"]["staff"]["events"]
                  == len(second_staff["changes"]), 60, "the consented staff changes")  # fmt: skip
 
         report = json.loads(

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from connectors.publisher import ConnectorPublisher, flush, make_producer
@@ -26,7 +25,15 @@ from schemas.contracts import (
 )
 from schemas.wire import AvroCodec
 from sinks.rows import UNKNOWN_RAW_TOPIC
-from tests.embedded import dump_warehouse, reader_from_start, status_json, vigie_up, wait_for
+from tests.embedded import (
+    HTTP,
+    dump_warehouse,
+    reader_from_start,
+    status_json,
+    vigie_up,
+    wait_for,
+    worker_status,
+)
 from vigie.runtime.broker import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -61,14 +68,14 @@ def test_forged_heartbeats_and_unknown_topics_on_the_running_worker(tmp_path: Pa
         assert flush(producer, 30) == 0
 
         def refused() -> dict | None:
-            row = next(s for s in status_json(data_dir) if s["code"] == "laval")
+            row = next(s for s in worker_status(data_dir) if s["code"] == "laval")
             return row if row["dead_letters"] >= 1 and row["last_heartbeat_at"] else None
 
         laval = wait_for(refused, 120, "the forged heartbeat's dead letter and laval's heartbeat")
         assert laval["last_heartbeat_at"]
         montreal = next(s for s in status_json(data_dir) if s["code"] == "montreal")
         assert not montreal["last_heartbeat_at"] and montreal["dead_letters"] == 0
-        metrics = httpx.get(f"{info.web_url}/metrics", timeout=10).text
+        metrics = HTTP.get(f"{info.web_url}/metrics", timeout=10).text
         beats = [line for line in metrics.splitlines() if line.startswith("vigie_connector_last_heartbeat")]
         assert any('css="laval"' in line for line in beats)
         assert not any('css="montreal"' in line or "lavall" in line for line in beats)
@@ -85,7 +92,7 @@ def test_forged_heartbeats_and_unknown_topics_on_the_running_worker(tmp_path: Pa
         def stored() -> int | None:
             # On the topic is not yet in the warehouse: a stop drops a sink's unfinished batch
             # (read again at the next start), so wait for both letters to be written.
-            rows = httpx.get(f"{info.web_url}/progress", timeout=10).json()["rows"].get("dead_letters", 0)
+            rows = HTTP.get(f"{info.web_url}/progress", timeout=10).json()["rows"].get("dead_letters", 0)
             return rows if rows >= 2 else None
 
         wait_for(stored, 60, "the unknown topic's and the forged heartbeat's dead letters stored")

@@ -21,7 +21,7 @@ import lz4.frame
 import pandas as pd
 import pytest
 
-from tests.embedded import TEST_ENV, WarehouseProcess
+from tests.embedded import HTTP, TEST_ENV, WarehouseProcess
 from vigie.runtime.datadir import write_private
 from vigie.runtime.query_guard import QueryRefused, check, parse_ast
 from vigie.runtime.warehouse_server import BodyTooLarge, _decode_body
@@ -47,12 +47,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseProces
 
 
 def _post(server: WarehouseProcess, sql: str, **kwargs: object) -> httpx.Response:
-    return httpx.post(server.address, content=sql.encode(), auth=("default", server.password), timeout=30,
+    return HTTP.post(server.address, content=sql.encode(), auth=("default", server.password), timeout=30,
                       **kwargs)  # type: ignore[arg-type]  # fmt: skip
 
 
 def _get(server: WarehouseProcess, sql: str, password: str | None = None) -> httpx.Response:
-    return httpx.get(server.address, params={"query": sql}, auth=("default", password or server.password),
+    return HTTP.get(server.address, params={"query": sql}, auth=("default", password or server.password),
                      timeout=30)  # fmt: skip
 
 
@@ -138,13 +138,13 @@ def test_inserted_data_cannot_smuggle_an_expression(served) -> None:
 def test_wrong_or_missing_password_is_refused(served) -> None:
     wrong = _get(served, "SELECT count() FROM att.t", password="not-the-password")
     assert wrong.status_code == 401 and wrong.headers["X-ClickHouse-Exception-Code"] == "516"
-    anonymous = httpx.get(served.address, params={"query": "SELECT 1"}, timeout=30)
+    anonymous = HTTP.get(served.address, params={"query": "SELECT 1"}, timeout=30)
     assert anonymous.status_code == 401
-    other_user = httpx.get(served.address, params={"query": "SELECT 1"}, auth=("admin", served.password))
+    other_user = HTTP.get(served.address, params={"query": "SELECT 1"}, auth=("admin", served.password))
     assert other_user.status_code == 401
     with pytest.raises(Exception, match="516"):
         clickhouse_connect.get_client(host="127.0.0.1", port=served.port, username="default", password="x")
-    ping = httpx.get(f"{served.address}/ping")
+    ping = HTTP.get(f"{served.address}/ping")
     assert ping.status_code == 200  # health checks need no password
     assert "Python" not in ping.headers.get("server", "")  # no banner to fingerprint
 
@@ -208,10 +208,10 @@ def test_rows_written_inline_are_data_never_a_second_statement(served) -> None:
 
 
 def test_protocol_parameters_cannot_inject_headers_or_formats(served) -> None:
-    answer = httpx.get(served.address, params={"query": "SELECT 1", "query_id": "a\r\nSet-Cookie: x=1"},
+    answer = HTTP.get(served.address, params={"query": "SELECT 1", "query_id": "a\r\nSet-Cookie: x=1"},
                        auth=("default", served.password), timeout=30)  # fmt: skip
     assert answer.status_code == 200 and "set-cookie" not in answer.headers
-    odd = httpx.get(served.address, params={"query": "SELECT 1", "default_format": "CSV --x"},
+    odd = HTTP.get(served.address, params={"query": "SELECT 1", "default_format": "CSV --x"},
                     auth=("default", served.password), timeout=30)  # fmt: skip
     assert odd.status_code != 200 and "Traceback" not in odd.text
 
