@@ -22,7 +22,11 @@ from vigie.runtime.supervisor import RuntimeInfo
 # and the tests poll. No kept-alive connection, since the tests kill and restart servers.
 HTTP = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
 
-TEST_ENV = {"VIGIE_PSEUDONYM_KEY": "integration-test-key-not-a-secret", "VIGIE_LOG_LEVEL": "INFO"}
+# Tansu holds every JoinGroup for half the group's session timeout (its coordinator sleeps in
+# 1 s steps until then): 6 s, the default, costs 3 s per consumer join, 2 s costs 1 s. The
+# test workers join dozens of times; their heartbeats keep up with 2 s on this machine.
+TEST_ENV = {"VIGIE_PSEUDONYM_KEY": "integration-test-key-not-a-secret", "VIGIE_LOG_LEVEL": "INFO",
+            "VIGIE_BROKER_SESSION_TIMEOUT_S": "2"}  # fmt: skip
 
 
 def vigie(
