@@ -54,7 +54,9 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"|obseques|mortuaire|mise en terre|passed away|died|death|bereave\w*|shiva|janazah"
         r"|mort|morte|est mort|perte d un proche)\b")),
     ("suspension", re.compile(
-        r"\b(suspen\w*|suspandu\w*|susp|expuls\w*|expelled|renvoi|renvoye\w*)\b")),
+        # « renvoyé(e)(s) », « renvoi(s) »: a sanction done; not the infinitive « renvoyer »,
+        # which sends the student back as often as away (« avant de la renvoyer à l'école »)
+        r"\b(suspen\w*|suspandu\w*|susp|expuls\w*|expelled|renvois?|renvoyee?s?)\b")),
     ("activite_scolaire", re.compile(
         r"\b(voyage|sortie|trip|visite)\b(\s+\w+){0,3}\s+(scolaire|de l ecole|avec l ecole"
         r"|avec la classe|de classe|etudiant\w*)\b"

@@ -203,7 +203,9 @@ def test_the_suspension_rule_yields_to_weather_and_to_the_nurse(
      ("expulsés du logement", False),  # an eviction, not a sanction
      ("batterie morte, décès de son oncle", True), ("son chien est mort", True), ("expulsé pour bataille", True),
      ("renvoyée à la maison", False),  # sent home, sick or sanctioned: the model reads the rest
-     ("renvoyé de l'école", True), ("renvoi de 3 jours", True), ("bus privileges suspended", True)],
+     ("renvoyé de l'école", True), ("renvoi de 3 jours", True), ("bus privileges suspended", True),
+     ("renvoyées pour trois jours", True), ("deux renvois cette année", True),
+     ("otite, on préfère attendre lundi avant de la renvoyer", False)],  # an infinitive: back as often as away
 )  # fmt: skip
 def test_what_only_looks_like_a_death_or_a_sanction_is_left_to_the_model(
     harmonizer: Harmonizer, text: str, rule: bool
