@@ -81,6 +81,12 @@ _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)\s*\(", re
 _ENGINE = re.compile(r"\)\s*ENGINE\s*=\s*(\w*MergeTree)\b(\s*\()?", re.S)
 _ORDER_BY = re.compile(r"\bORDER BY\s+(\([^)]*\)|[\w.]+)", re.S)
 _TABLE_REF = re.compile(r"\{db\}\.(\w+)")
+# « CREATE OR REPLACE TABLE x (…) … [SETTINGS …] AS SELECT * FROM x »: a table rebuilt in place.
+_REBUILD = re.compile(
+    r"^CREATE OR REPLACE TABLE \{db\}\.(\w+) \(.*?(?: SETTINGS (.+?))? AS SELECT \* FROM \{db\}\.\1$"
+)
+# Table settings a replicated table can take in place (ALTER … MODIFY SETTING).
+IN_PLACE_SETTINGS = ("merge_max_block_size", "merge_max_block_size_bytes")
 
 
 def _balanced(text: str, start: int) -> int:
@@ -153,6 +159,15 @@ def for_cluster(statement: str, cluster: str, replicated: set[str]) -> list[str]
         if re.match(r"(MODIFY|REMOVE) TTL\b", action):
             return [local]  # data lives in the local tables only
         return [local, f"ALTER TABLE {{db}}.{table} {on} {action}"]  # columns: both, local first
+    if m := _REBUILD.match(s):
+        # A server rebuilds the table with its storage settings (the granule size is fixed at
+        # creation); a cluster's replicated tables keep their granules and ZooKeeper paths and
+        # take, in place, the settings that can change.
+        local = f"ALTER TABLE {{db}}.{m[1]}{LOCAL_SUFFIX} {on}"
+        items = [i for i in (m[2] or "").split(", ") if i.split(" = ")[0] in IN_PLACE_SETTINGS]
+        if items:
+            return [f"{local} MODIFY SETTING {', '.join(items)}"]
+        return [f"{local} RESET SETTING {', '.join(IN_PLACE_SETTINGS)}"]
     if re.match(r"^INSERT INTO \{db\}\.\w+ ", s):
         return [s]  # through the Distributed table: rows reach their shard once
     raise MigrationError(f"no cluster form for the statement: {s[:80]}")

@@ -180,3 +180,63 @@ def test_the_cluster_form_of_every_migration_parses_and_replicates(warehouse) ->
     assert "cityHash64(css, sheet_date, record_key)" in created["attendance_marks"]
     with pytest.raises(MigrationError, match="not an identifier"):
         for_cluster(migrations[0].up[0], "x; DROP TABLE y", replicated)
+    # A summary rebuilt in place on one server (0011) takes its merge block sizes in place on a
+    # cluster, on the Replicated table that merges (its ZooKeeper path and granules stay).
+    rebuild = next(m for m in migrations if m.version == 11)
+    assert for_cluster(rebuild.up[0], "vigie_cluster", replicated) == [
+        "ALTER TABLE {db}.events_per_minute_local ON CLUSTER vigie_cluster MODIFY SETTING "
+        "merge_max_block_size = 4, merge_max_block_size_bytes = 1048576"
+    ]
+    assert for_cluster(rebuild.down[1], "vigie_cluster", replicated) == [
+        "ALTER TABLE {db}.events_per_minute_local ON CLUSTER vigie_cluster RESET SETTING "
+        "merge_max_block_size, merge_max_block_size_bytes"
+    ]
+
+
+def _summary_counts(wh) -> tuple[int, int, int]:
+    row = wh.query(f"SELECT uniqExactMerge(events) AS events, uniqExactMerge(unmapped) AS unmapped, "
+                   f"count() AS cells FROM {wh.database}.events_per_minute")[0]  # fmt: skip
+    return int(row["events"]), int(row["unmapped"]), int(row["cells"])
+
+
+def _insert_summary_states(wh, start: int, count: int) -> None:
+    wh.command(
+        f"INSERT INTO {wh.database}.events_per_minute SELECT toDateTime('2026-11-30 08:00:00', 'UTC') "
+        f"+ INTERVAL (number % 4) MINUTE AS minute, concat('css', toString(number % 9)) AS css, "
+        f"'attendance', uniqExactState(toString(number)), uniqExactStateIf(toString(number), number % 7 = 0) "
+        f"FROM numbers({start}, {count}) GROUP BY minute, css"
+    )
+
+
+def test_the_summaries_are_rebuilt_with_small_merges_and_keep_their_counts(empty_warehouse) -> None:
+    """Migration 0011: the per-minute summaries are rebuilt with granules of 256 KB and merge
+    blocks of 4 rows (their uniqExact states made one merge 326 MB at 7 M marks); what they
+    held is kept, the materialized views still feed them, and states merge the same —
+    every id counted once, re-deliveries too."""
+    wh, db = empty_warehouse, empty_warehouse.database
+    migrate_up(wh, [m for m in load_migrations() if m.version <= 10])
+    _insert_summary_states(wh, 0, 2000)
+    before = _summary_counts(wh)
+    migrate_up(wh)
+    for table in ("events_per_minute", "dead_letters_per_minute"):
+        create = wh.query(f"SELECT create_table_query AS q FROM system.tables "
+                          f"WHERE database = '{db}' AND name = '{table}'")[0]["q"]  # fmt: skip
+        assert "index_granularity_bytes = 262144, merge_max_block_size = 4" in create, table
+    assert _summary_counts(wh) == before
+    wh.command(f"SYSTEM STOP MERGES {db}.events_per_minute")
+    for start in range(1000, 5000, 1000):  # more parts; each batch delivered again by the next one
+        _insert_summary_states(wh, start, 2000)
+    wh.command(f"SYSTEM START MERGES {db}.events_per_minute")
+    wh.command(f"OPTIMIZE TABLE {db}.events_per_minute FINAL")
+    parts = wh.query(f"SELECT count() AS n FROM system.parts WHERE database = '{db}' "
+                     f"AND table = 'events_per_minute' AND active")[0]["n"]  # fmt: skip
+    assert int(parts) == 1
+    # 4 minutes × 9 organizations, one row each after the merge; 6,000 ids, a seventh unmapped
+    assert _summary_counts(wh) == (6000, len(range(0, 6000, 7)), 36)
+    wh.command(
+        f"INSERT INTO {db}.attendance_marks (event_id, record_key, css, school_code, group_code, period, "
+        f"sheet_date, student_pseudonym, key_id, status, reason_mapped, occurred_at, detected_at, "
+        f"mapping_version, processed_at, row_version, is_deleted) VALUES ('new-event', 'k', 'laval', '1', "
+        f"'g', 1, '2026-11-30', 'p', 'k1', 'absent', false, now64(3), '2026-11-30 09:00:00', 'v', now64(3), 1, 0)"
+    )
+    assert _summary_counts(wh)[0] == 6001  # the view writes to the rebuilt table

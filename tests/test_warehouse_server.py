@@ -107,6 +107,13 @@ def test_the_workers_client_inserts_and_reads_with_parameters_and_a_true_summary
         "CREATE TABLE att.w (s String) ENGINE = MergeTree ORDER BY s "
         "SETTINGS disk = disk(type = local, path = '{dir}/')",
         "SET allow_introspection_functions = 1",
+        # The only SETTINGS a client may send: a table's granule and merge block sizes, alone.
+        "CREATE TABLE att.w2 (s String) ENGINE = MergeTree ORDER BY s "
+        "SETTINGS merge_max_block_size = 4, disk = disk(type = local, path = '{dir}/')",
+        "CREATE TABLE att.w3 (s String) ENGINE = MergeTree ORDER BY s SETTINGS merge_max_block_size = 4 "
+        "AS SELECT * FROM att.t SETTINGS readonly = 0",
+        "ALTER TABLE att.t MODIFY SETTING merge_max_block_size = 4",
+        "CREATE TABLE att.w4 (s String) ENGINE = MergeTree ORDER BY s SETTINGS storage_policy = 'default'",
         "SELECT 1 SETTINGS readonly = 0",
         "SYSTEM FLUSH LOGS",
         "ATTACH TABLE att.a FROM '{dir}' (s String) ENGINE = MergeTree ORDER BY s",

@@ -14,7 +14,8 @@ The rules (``check``): a closed list of statement kinds (reads only over GET, as
 ClickHouse's HTTP ``readonly``); table functions and table engines from a closed list of
 ones that stay inside the store; no function that reaches a file or the network, in any
 position; no ``SETTINGS``/``SET`` (settings can turn on introspection, dynamic disks or
-schema files); no dictionaries, ``INTO OUTFILE`` or ``FROM INFILE``. Selects also run with
+schema files), a MergeTree table's granule and merge block sizes alone excepted
+(``TABLE_SETTINGS``); no dictionaries, ``INTO OUTFILE`` or ``FROM INFILE``. Selects also run with
 ``readonly = 1``, which the engine enforces itself as a second layer.
 """
 
@@ -74,6 +75,10 @@ _LINE = re.compile(r"^(?P<indent> *)(?P<kind>[A-Za-z_]+(?: definition)?)(?:\s+(?
 # In the canonical text these clauses are printed exactly so (keywords upper case, one space);
 # a match inside a string literal only refuses a harmless query.
 _FILE_CLAUSES = re.compile(r"\bINTO\s+OUTFILE\b|\bFROM\s+INFILE\b", re.IGNORECASE)
+# The one SETTINGS clause a client may send: a MergeTree table's granule and merge block sizes
+# (migration 0011), integers only, every SETTINGS of the canonical text made of them alone.
+TABLE_SETTINGS = frozenset({"index_granularity_bytes", "merge_max_block_size", "merge_max_block_size_bytes"})
+_SETTINGS_CLAUSE = re.compile(r"SETTINGS (\w+ = \d+(?:, \w+ = \d+)*)(?=\n|$)")
 _TRAILING_FORMAT = re.compile(r"\n?\s*FORMAT\s+(\w+)\s*$", re.IGNORECASE)
 
 
@@ -133,7 +138,9 @@ def check(tree: Node, canonical: str, read_only: bool) -> None:
     for node in _walk(tree):
         name = node.name.lower()
         if node.kind == "Set":
-            raise QueryRefused("SETTINGS are not accepted by the warehouse server")
+            table_settings = node.parent is not None and node.parent.kind == "Storage definition"
+            if not (table_settings and _table_settings_only(canonical)):
+                raise QueryRefused("SETTINGS are not accepted by the warehouse server")
         if node.kind in ("Dictionary definition", "FunctionWithKeyValueArguments"):
             raise QueryRefused("dictionaries are not accepted (their sources reach files and the network)")
         if node.kind != "Function":
@@ -147,6 +154,17 @@ def check(tree: Node, canonical: str, read_only: bool) -> None:
         first = node.parent is not None and node.parent.children[0] is node
         if parent == "Storage definition" and first and name not in ENGINES:
             raise QueryRefused(f"engine {node.name} is not accepted (data stays in the store)")
+
+
+def _table_settings_only(canonical: str) -> bool:
+    """True when every ``SETTINGS`` of the statement lists ``TABLE_SETTINGS`` set to integers
+    (a word « SETTINGS » in a literal only refuses a harmless statement)."""
+    starts = [m.start() for m in re.finditer(r"\bSETTINGS\b", canonical)]
+    for start in starts:
+        clause = _SETTINGS_CLAUSE.match(canonical, start)
+        if clause is None or not set(re.findall(r"(\w+) = \d+", clause[1])) <= TABLE_SETTINGS:
+            return False
+    return bool(starts)
 
 
 def split_format(canonical: str) -> tuple[str, str | None]:
