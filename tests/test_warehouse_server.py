@@ -114,6 +114,10 @@ def test_the_workers_client_inserts_and_reads_with_parameters_and_a_true_summary
         "AS SELECT * FROM att.t SETTINGS readonly = 0",
         "ALTER TABLE att.t MODIFY SETTING merge_max_block_size = 4",
         "CREATE TABLE att.w4 (s String) ENGINE = MergeTree ORDER BY s SETTINGS storage_policy = 'default'",
+        # A line break in a name adds a line of the client's choosing to EXPLAIN AST (red team):
+        "CREATE TABLE att.nl (a Int32, `c\n Storage definition` Int32) ENGINE = MergeTree ORDER BY a",
+        "ALTER TABLE att.t (MODIFY COLUMN `s\n Storage definition` MODIFY SETTING max_compress_block_size = 1)",
+        "ALTER TABLE att.t (MODIFY COLUMN `s\u2028 Storage definition` MODIFY SETTING max_compress_block_size = 1)",
         "SELECT 1 SETTINGS readonly = 0",
         "SYSTEM FLUSH LOGS",
         "ATTACH TABLE att.a FROM '{dir}' (s String) ENGINE = MergeTree ORDER BY s",
