@@ -16,8 +16,9 @@ ones that stay inside the store; no function that reaches a file or the network,
 position; no ``SETTINGS``/``SET`` (settings can turn on introspection, dynamic disks or
 schema files), a MergeTree table's granule and merge block sizes alone excepted
 (``TABLE_SETTINGS``); no line break inside a name or a literal (``EXPLAIN AST`` prints names
-raw, so one would add a node line of the client's choosing to the tree); no dictionaries, ``INTO OUTFILE`` or ``FROM INFILE``. Selects also run with
-``readonly = 1``, which the engine enforces itself as a second layer.
+raw, so one would add a node line of the client's choosing to the tree); no dictionaries,
+``INTO OUTFILE`` or ``FROM INFILE``. Selects also run with ``readonly = 1``, which the engine
+enforces itself as a second layer.
 """
 
 from __future__ import annotations
