@@ -81,12 +81,14 @@ _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)\s*\(", re
 _ENGINE = re.compile(r"\)\s*ENGINE\s*=\s*(\w*MergeTree)\b(\s*\()?", re.S)
 _ORDER_BY = re.compile(r"\bORDER BY\s+(\([^)]*\)|[\w.]+)", re.S)
 _TABLE_REF = re.compile(r"\{db\}\.(\w+)")
-# « CREATE OR REPLACE TABLE x (…) … [SETTINGS …] AS SELECT * FROM x »: a table rebuilt in place.
+# « CREATE OR REPLACE TABLE x … [SETTINGS …] AS SELECT * FROM x »: a table rebuilt in place.
 _REBUILD = re.compile(
-    r"^CREATE OR REPLACE TABLE \{db\}\.(\w+) \(.*?(?: SETTINGS (.+?))? AS SELECT \* FROM \{db\}\.\1$"
+    r"^CREATE OR REPLACE TABLE \{db\}\.(\w+) .*?(?: SETTINGS (.+?))? AS SELECT \* FROM \{db\}\.\1$"
 )
-# Table settings a replicated table can take in place (ALTER … MODIFY SETTING).
+# Table settings a replicated table can take in place (ALTER … MODIFY SETTING), and those the
+# migrations set on a rebuilt table: the only settings the warehouse server accepts.
 IN_PLACE_SETTINGS = ("merge_max_block_size", "merge_max_block_size_bytes")
+REBUILD_SETTINGS = frozenset({"index_granularity_bytes", *IN_PLACE_SETTINGS})
 
 
 def _balanced(text: str, start: int) -> int:

@@ -6,53 +6,24 @@
 -- merge to ~40–50 MB (measured alone in chDB, same inserts). Same states, same counts.
 --
 -- The granule size is fixed when a table is created, so each table is rebuilt in place (an
--- atomic replace; the materialized views write to the table by name). Run with the sinks
+-- atomic replace; its columns are those of the table it copies; the materialized views write
+-- to the table by name). Run with the sinks
 -- stopped, as `vigie up` does: counts a sink adds during the copy would not be copied (the
 -- facts themselves are not touched). A cluster's replicated tables keep their granules and
 -- take the block sizes in place (sinks/migrate.py, for_cluster).
 -- migrate:up
-CREATE OR REPLACE TABLE {db}.events_per_minute (
-    minute DateTime('UTC'),
-    css LowCardinality(String),
-    dataset LowCardinality(String),
-    events AggregateFunction(uniqExact, String),
-    unmapped AggregateFunction(uniqExact, String)
-) ENGINE = AggregatingMergeTree
-ORDER BY (dataset, css, minute)
-TTL minute + INTERVAL 400 DAY
+CREATE OR REPLACE TABLE {db}.events_per_minute
+ENGINE = AggregatingMergeTree ORDER BY (dataset, css, minute) TTL minute + INTERVAL 400 DAY
 SETTINGS index_granularity_bytes = 262144, merge_max_block_size = 4, merge_max_block_size_bytes = 1048576
 AS SELECT * FROM {db}.events_per_minute;
-CREATE OR REPLACE TABLE {db}.dead_letters_per_minute (
-    minute DateTime('UTC'),
-    css LowCardinality(String),
-    dataset LowCardinality(String),
-    stage LowCardinality(String),
-    reason_code LowCardinality(String),
-    letters AggregateFunction(uniqExact, String)
-) ENGINE = AggregatingMergeTree
-ORDER BY (css, dataset, stage, reason_code, minute)
-TTL minute + INTERVAL 400 DAY
+CREATE OR REPLACE TABLE {db}.dead_letters_per_minute
+ENGINE = AggregatingMergeTree ORDER BY (css, dataset, stage, reason_code, minute) TTL minute + INTERVAL 400 DAY
 SETTINGS index_granularity_bytes = 262144, merge_max_block_size = 4, merge_max_block_size_bytes = 1048576
 AS SELECT * FROM {db}.dead_letters_per_minute;
 -- migrate:down
-CREATE OR REPLACE TABLE {db}.dead_letters_per_minute (
-    minute DateTime('UTC'),
-    css LowCardinality(String),
-    dataset LowCardinality(String),
-    stage LowCardinality(String),
-    reason_code LowCardinality(String),
-    letters AggregateFunction(uniqExact, String)
-) ENGINE = AggregatingMergeTree
-ORDER BY (css, dataset, stage, reason_code, minute)
-TTL minute + INTERVAL 400 DAY
+CREATE OR REPLACE TABLE {db}.dead_letters_per_minute
+ENGINE = AggregatingMergeTree ORDER BY (css, dataset, stage, reason_code, minute) TTL minute + INTERVAL 400 DAY
 AS SELECT * FROM {db}.dead_letters_per_minute;
-CREATE OR REPLACE TABLE {db}.events_per_minute (
-    minute DateTime('UTC'),
-    css LowCardinality(String),
-    dataset LowCardinality(String),
-    events AggregateFunction(uniqExact, String),
-    unmapped AggregateFunction(uniqExact, String)
-) ENGINE = AggregatingMergeTree
-ORDER BY (dataset, css, minute)
-TTL minute + INTERVAL 400 DAY
+CREATE OR REPLACE TABLE {db}.events_per_minute
+ENGINE = AggregatingMergeTree ORDER BY (dataset, css, minute) TTL minute + INTERVAL 400 DAY
 AS SELECT * FROM {db}.events_per_minute;

@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sinks.migrate import REBUILD_SETTINGS
+
 
 class QueryRefused(ValueError):
     """The query is outside what the warehouse server runs (``Code: 164`` READONLY or
@@ -77,9 +79,10 @@ _LINE = re.compile(r"^(?P<indent> *)(?P<kind>[A-Za-z_]+(?: definition)?)(?:\s+(?
 # In the canonical text these clauses are printed exactly so (keywords upper case, one space);
 # a match inside a string literal only refuses a harmless query.
 _FILE_CLAUSES = re.compile(r"\bINTO\s+OUTFILE\b|\bFROM\s+INFILE\b", re.IGNORECASE)
-# The one SETTINGS clause a client may send: a MergeTree table's granule and merge block sizes
-# (migration 0011), integers only, every SETTINGS of the canonical text made of them alone.
-TABLE_SETTINGS = frozenset({"index_granularity_bytes", "merge_max_block_size", "merge_max_block_size_bytes"})
+# The one SETTINGS clause a client may send: a MergeTree table's granule and merge block sizes,
+# as the migrations set them (0011), integers only, every SETTINGS of the canonical text made of
+# them alone.
+TABLE_SETTINGS = REBUILD_SETTINGS
 _SETTINGS_CLAUSE = re.compile(r"SETTINGS (\w+ = \d+(?:, \w+ = \d+)*)(?=\n|$)")
 _TRAILING_FORMAT = re.compile(r"\n?\s*FORMAT\s+(\w+)\s*$", re.IGNORECASE)
 
