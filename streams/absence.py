@@ -19,6 +19,7 @@ import csv
 import hashlib
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,13 +235,46 @@ class AbsenceClassifier:
             self._by_norm[norm] = found
         return found
 
-    def _by_rules_or_model(self, norm: str) -> Classification:
+    def prepare(self, css: str | None, motifs: Iterable[tuple[str | None, str | None]]) -> None:
+        """Classify a batch's motifs (code, text) ahead of ``classify``: the distinct texts
+        that no cache, code, steward's mapping or rule decides meet the model together, whose
+        sentence encoder costs ~0.4 ms a text in a batch against ~1.7 ms alone. Changes no
+        answer: ``classify`` then finds them in the cache."""
+        pending: dict[str, None] = {}
+        steward = self._steward.get(css, {}) if css else {}
+        for code, text in motifs:
+            if not text:
+                continue
+            text = text[:TEXT_MAX]
+            if (f"{css}\x00{text}" if css in self._steward else text) in self._cache:
+                continue  # seen before, as most motifs are: no normalizing on the hot path
+            if css and code and code.strip() and self.classify_code(css, code).mapped:
+                continue
+            norm = normalize(text)
+            if norm and norm not in self._by_norm and norm not in steward and self._by_rules(norm) is None:
+                pending[norm] = None
+        if len(pending) < 2:
+            return  # one text costs the same either way
+        if len(self._by_norm) + len(pending) >= CACHE_MAX:
+            self._by_norm.clear()
+        for norm, scored in zip(pending, self._model.predict_many(list(pending)), strict=True):
+            self._by_norm[norm] = self._decide(*scored)
+
+    def _by_rules(self, norm: str) -> Classification | None:
+        """What decides before the model: keystrokes are ``inconnu``, then the rules."""
         if not any(len(word) > 1 for word in norm.split()):
             return UNMAPPED  # « s.o. », « a m », « x »: initials and keystrokes, never a reason
         for reason, pattern in RULES:
             if pattern.search(norm) and _rule_applies(reason, norm):
                 return Classification(reason, 1.0, True, "rule")
-        category, margin, lead = self._model.predict_one(norm)
+        return None
+
+    def _by_rules_or_model(self, norm: str) -> Classification:
+        found = self._by_rules(norm)
+        return found if found is not None else self._decide(*self._model.predict_one(norm))
+
+    def _decide(self, category: str, margin: float, lead: float) -> Classification:
+        """The model's answer, or ``inconnu`` below the threshold or the lead."""
         confidence = _confidence(margin)
         if category == UNKNOWN or confidence < self.threshold or lead < self.min_lead:
             return Classification(UNKNOWN, confidence, False, "model")

@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = 1  # change when the file's layout changes: older files are then ignored
+from streams.absence_embedding import DIMENSION, ENCODER, SentenceEncoder, shared_encoder
+
+FORMAT = 2  # change when the file's layout changes: older files are then ignored
 _WHITE_SPACES = re.compile(r"\s\s+")
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
 
@@ -122,8 +124,17 @@ def _analyzer_of(vectorizer: Any) -> Analyzer:
     return Analyzer(p["analyzer"], int(low), int(high), bool(p["lowercase"]), p["strip_accents"] == "unicode")
 
 
+@dataclass(frozen=True)
+class EmbeddingBlock:
+    """The sentence embedding's columns: ``weight`` × the encoder's vector, after the TF-IDF blocks."""
+
+    encoder: SentenceEncoder
+    weight: float
+    offset: int
+
+
 class CompiledModel:
-    """The scoring half of a TF-IDF union + linear model, in plain arrays."""
+    """The scoring half of a TF-IDF union (and a sentence embedding) + linear model, in plain arrays."""
 
     def __init__(
         self,
@@ -132,13 +143,16 @@ class CompiledModel:
         intercept: np.ndarray,
         classes: Sequence[str],
         fingerprint: str,
+        embedding: EmbeddingBlock | None = None,
     ) -> None:
         self.blocks = tuple(blocks)
         self.coef_t = np.ascontiguousarray(coef_t, dtype=np.float64)
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.classes = tuple(classes)
         self.fingerprint = fingerprint
-        if self.coef_t.shape != (sum(len(b.vocabulary) for b in self.blocks), len(self.classes)):
+        self.embedding = embedding
+        columns = sum(len(b.vocabulary) for b in self.blocks) + (DIMENSION if embedding else 0)
+        if self.coef_t.shape != (columns, len(self.classes)):
             raise ValueError("coefficients do not match the vocabularies and classes")
 
     @classmethod
@@ -149,8 +163,13 @@ class CompiledModel:
             raise UnsupportedPipeline("expected a feature union followed by a linear model")
         if getattr(union, "transformer_weights", None):
             raise UnsupportedPipeline("weighted feature unions are not reproduced")
-        blocks, offset = [], 0
+        blocks, offset, embedding = [], 0, None
         for _name, vectorizer in union.transformer_list:
+            if hasattr(vectorizer, "encoder"):  # absence_model.SentenceFeatures
+                if embedding is not None or _name != union.transformer_list[-1][0]:
+                    raise UnsupportedPipeline("the sentence embedding comes once, last")
+                embedding = EmbeddingBlock(vectorizer.encoder, float(vectorizer.weight), offset)
+                continue
             vocabulary = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
             blocks.append(FeatureBlock(_analyzer_of(vectorizer), vocabulary, np.asarray(vectorizer.idf_),
                                        offset, bool(vectorizer.sublinear_tf)))  # fmt: skip
@@ -158,10 +177,23 @@ class CompiledModel:
         coef = np.asarray(linear.coef_)
         if coef.shape[0] != len(linear.classes_):
             raise UnsupportedPipeline("a two-class model keeps one row of coefficients")
-        return cls(blocks, coef.T, linear.intercept_, [str(c) for c in linear.classes_], fingerprint)
+        classes = [str(c) for c in linear.classes_]
+        return cls(blocks, coef.T, linear.intercept_, classes, fingerprint, embedding)
 
     def scores(self, text: str) -> np.ndarray:
         """The linear model's decision value for each class."""
+        return self.scores_many([text])[0]
+
+    def scores_many(self, texts: Sequence[str]) -> np.ndarray:
+        """``scores`` of each text (one row each), the sentence encoder run once over them all."""
+        rows = np.array([self._tfidf_scores(text) for text in texts]).reshape(len(texts), len(self.classes))
+        if self.embedding is not None and texts:
+            e = self.embedding
+            vectors = e.encoder.encode(list(texts)).astype(np.float64)
+            rows += e.weight * (vectors @ self.coef_t[e.offset : e.offset + DIMENSION])
+        return rows
+
+    def _tfidf_scores(self, text: str) -> np.ndarray:
         scores = self.intercept.copy()
         for block in self.blocks:
             counts = Counter(g for g in block.analyzer(text) if g in block.vocabulary)
@@ -177,9 +209,12 @@ class CompiledModel:
     # -- on disk ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Write atomically (a reader never sees half a file), private to the owner."""
+        embedding = self.embedding
         meta = {"format": FORMAT, "fingerprint": self.fingerprint, "classes": list(self.classes),
                 "blocks": [{"analyzer": b.analyzer.to_json(), "offset": b.offset,
-                            "sublinear_tf": b.sublinear_tf} for b in self.blocks]}  # fmt: skip
+                            "sublinear_tf": b.sublinear_tf} for b in self.blocks],
+                "embedding": embedding and {"encoder": ENCODER, "weight": embedding.weight,
+                                            "offset": embedding.offset}}  # fmt: skip
         arrays: dict[str, np.ndarray] = {
             "meta": _json_bytes(meta), "coef_t": self.coef_t, "intercept": self.intercept
         }
@@ -199,8 +234,11 @@ class CompiledModel:
             raise
 
     @classmethod
-    def load(cls, path: Path, fingerprint: str) -> CompiledModel | None:
-        """The model in ``path`` if it is whole and of this fingerprint, else None."""
+    def load(
+        cls, path: Path, fingerprint: str, encoder: SentenceEncoder | None = None
+    ) -> CompiledModel | None:
+        """The model in ``path`` if it is whole, of this fingerprint and, when it has a sentence
+        embedding, of this ``encoder`` (the process's shared one when not given), else None."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(data["meta"].tobytes())
@@ -214,7 +252,13 @@ class CompiledModel:
                     blocks.append(
                         FeatureBlock(analyzer, vocabulary, data[f"idf_{i}"], offset, bool(b["sublinear_tf"]))
                     )
-                return cls(blocks, data["coef_t"], data["intercept"], meta["classes"], fingerprint)
+                embedding = None
+                if (e := meta.get("embedding")) is not None:
+                    if e["encoder"] != ENCODER:
+                        return None
+                    encoder = encoder or shared_encoder(None)
+                    embedding = EmbeddingBlock(encoder, float(e["weight"]), int(e["offset"]))
+                return cls(blocks, data["coef_t"], data["intercept"], meta["classes"], fingerprint, embedding)
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             return None  # absent, truncated or foreign: the caller trains again
 

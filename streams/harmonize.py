@@ -164,6 +164,13 @@ class Harmonizer:
         return self._lookup(self._competencies, css, code)
 
     # -- one record of each dataset -----------------------------------------------------
+    def prepare_attendance(self, css: str, records: list[dict[str, Any]]) -> None:
+        """Before ``attendance`` on each: the batch's new motifs meet the model together."""
+        self.absence.prepare(css, [
+            (rec["absence_code"], rec["absence_text"]) for rec in records
+            if rec["absence_text"] and self.status(rec["status_code"]) != "present"
+        ])  # fmt: skip
+
     def attendance(self, css: str, rec: dict[str, Any], unmapped: list[Unmapped]) -> dict[str, Any]:
         """Status and motif d'absence; an unmapped motif becomes 'inconnu' and is reported."""
         status = self.status(rec["status_code"])

@@ -242,6 +242,8 @@ def process_batch(topic_css: str, dataset: Dataset, batch: dict[str, Any], ctx: 
         return out
     share, curate = CURATORS[dataset]
     shared = share(batch, ctx, topic_css)
+    if dataset is Dataset.ATTENDANCE:
+        ctx.harmonizer.prepare_attendance(topic_css, valid)
     for rec in valid:
         try:
             out.records.append(curate(batch, shared, rec, ctx, topic_css, out.unmapped))

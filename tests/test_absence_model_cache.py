@@ -61,7 +61,9 @@ def test_the_compiled_model_scores_like_the_pipeline_and_survives_the_disk(texts
     for text, (category, margin, lead) in zip(sample, reference, strict=True):
         got = TextModel(loaded).predict_one(text)
         assert got[0] == category, text
-        assert got[1:] == pytest.approx((margin, lead), abs=1e-9), text
+        # the sentence encoder's float32 arithmetic differs in its last bits between a batch
+        # and one text; the TF-IDF part agrees to 1e-12
+        assert got[1:] == pytest.approx((margin, lead), abs=1e-5), text
 
 
 def test_a_second_process_reads_the_model_without_importing_scikit_learn(tmp_path: Path) -> None:
