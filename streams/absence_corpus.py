@@ -39,6 +39,10 @@ CONTEXT_FILE = "absence_context.tsv"
 CONTEXT_HEADER = ("text", "position")
 AUGMENT_SEED = 17
 AUGMENT_COPIES = 2
+# Seeded strings of random letters learned as ``inconnu``: keystrokes are no reason, and the
+# sentence embedding gives every string a vector, near some reason's (« xyzzy » read as an
+# illness without them).
+KEYSTROKES = 600
 # How secretaries wrap a reason: "absent - malade", "abs. grippe", "absente pour rdv".
 # A reason wrapped this way is still that reason; alone, these words are ``inconnu``.
 FILLERS = ("absent", "absente", "abs", "absent pour", "absente pour", "absence", "motif")
@@ -225,11 +229,19 @@ def augment(
             out.append((f"{norm} {rng.choice(SUFFIXES)}", example.category))
             if context.prefixes or context.suffixes:
                 out.append((_in_context(norm, context, rng), example.category))
+    for _ in range(KEYSTROKES):  # after the examples: their rows are drawn as before
+        mash = (_random_letters(rng) for _ in range(rng.choice((1, 1, 2))))
+        out.append((" ".join(mash), UNKNOWN))
     for phrase in (*context.prefixes, *context.suffixes):
         out.append((phrase, UNKNOWN))
         if context.prefixes and context.suffixes:
             out.append((f"{rng.choice(context.prefixes)} {rng.choice(context.suffixes)}", UNKNOWN))
     return out
+
+
+def _random_letters(rng: random.Random) -> str:
+    """4 to 8 letters drawn alike: no word of French or English, no abbreviation (« rv », « dr »)."""
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 8)))
 
 
 def _in_context(norm: str, context: Context, rng: random.Random) -> str:

@@ -168,8 +168,8 @@ class Harmonizer:
         """Before ``attendance`` on each: the batch's new motifs meet the model together."""
         self.absence.prepare(css, [
             (rec["absence_code"], rec["absence_text"]) for rec in records
-            if rec["absence_text"] and self.status(rec["status_code"]) != "present"
-        ])  # fmt: skip
+            if rec["absence_text"] and self._status.get(rec["status_code"].strip().upper()) != "present"
+        ])  # fmt: skip  (an unknown status refuses its record later, in ``attendance``)
 
     def attendance(self, css: str, rec: dict[str, Any], unmapped: list[Unmapped]) -> dict[str, Any]:
         """Status and motif d'absence; an unmapped motif becomes 'inconnu' and is reported."""

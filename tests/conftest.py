@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -37,6 +39,15 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = tempfile.mkdtemp(prefix="vigie-test-models-")
     config.stash[_MODEL_CACHE] = cache
     os.environ["VIGIE_MODEL_CACHE_DIR"] = cache
+    # Trained here, before any test's clock starts: with its sentence embedding the model takes
+    # 1–3 min to train on two cores, too long to be paid inside the first test that needs it
+    # (each test has 300 s, and the workers would wait on its lock). In a process of its own,
+    # as `vigie up` does: the controller stays small.
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from streams.absence_model import load_model; "
+         "load_model(Path(sys.argv[1]), Path(sys.argv[2]))", str(Settings().mappings_dir), cache],
+        check=True,
+    )  # fmt: skip
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -91,7 +91,8 @@ EVALUATION_SETS = (
     "dev.tsv", "heldout.tsv", "heldout2.tsv", "heldout3.tsv", "heldout4.tsv", "heldout5.tsv", "heldout6.tsv",
     "heldout7.tsv", "heldout8.tsv", "heldout9.tsv", "heldout10.tsv", "heldout11.tsv",
     "heldout12.tsv", "heldout13.tsv", "heldout14.tsv", "heldout15.tsv", "heldout16.tsv", "heldout17.tsv",
-    "heldout18.tsv", "heldout19.tsv", "heldout20.tsv", "heldout21.tsv",
+    "heldout18.tsv", "heldout19.tsv", "heldout20.tsv", "heldout21.tsv", "heldout22.tsv", "heldout23.tsv",
+    "heldout24.tsv", "heldout25.tsv",
 )  # fmt: skip
 
 
@@ -125,7 +126,8 @@ def test_the_model_never_learns_from_the_dev_or_held_out_sets() -> None:
      ("heldout7.tsv", 165), ("heldout8.tsv", 34), ("heldout9.tsv", 122), ("heldout10.tsv", 112),
      ("heldout11.tsv", 118), ("heldout12.tsv", 136), ("heldout13.tsv", 85), ("heldout14.tsv", 32), ("heldout15.tsv", 45),
      ("heldout16.tsv", 110), ("heldout17.tsv", 53), ("heldout18.tsv", 84), ("heldout19.tsv", 71),
-     ("heldout20.tsv", 103), ("heldout21.tsv", 55)],
+     ("heldout20.tsv", 103), ("heldout21.tsv", 55), ("heldout22.tsv", 86), ("heldout23.tsv", 62),
+     ("heldout24.tsv", 92), ("heldout25.tsv", 94)],
 )  # fmt: skip
 def test_training_grows_without_copying_dev_or_held_out_lines(name: str, already_shared: int) -> None:
     """A training line equal to an evaluation line makes the figure measure memory. The older
@@ -157,16 +159,21 @@ def test_training_grows_without_copying_dev_or_held_out_lines(name: str, already
      ("heldout11.tsv", 0.97, 0.006),  # first measured 96.5 % / 1.3 % wrong; 97.9 % / 0 after the personal round
      ("heldout12.tsv", 0.975, 0.006),  # first measured 95.3 % / 0.8 % wrong; 98.3 % / 0.3 % after the hospital round
      ("heldout13.tsv", 0.97, 0.006),  # first measured (after the hospital round) 97.2 % / 0.3 % wrong
-     ("heldout14.tsv", 0.96, 0.006),  # first measured 94.4 % / 0.6 % wrong; 96.4 % / 0.6 % after the messages round
+     ("heldout14.tsv", 0.965, 0.006),  # first measured 94.4 % / 0.6 % wrong; 96.4 % / 0.6 % after the messages round
      # first measured 97.2 % / 0.8 % wrong; 96.9 % / 0.8 % after the messages round, 96.4 % / 0.8 % with the embedding
      ("heldout15.tsv", 0.96, 0.009),
      # the embedding round (README): first measured 95.3 % / 0.3 % and 95.0 % / 1.4 % wrong (classifier of 98fdadd),
      # 96.7 % / 0.3 % and 94.4 % / 1.4 % with the sentence embedding, 97.8 % / 0 and 98.6 % / 0.6 % after the round
-     ("heldout16.tsv", 0.97, 0.006), ("heldout17.tsv", 0.975, 0.009),
-     # written before the round, never looked at: with the embedding 96.1 % / 0.6, 96.1 / 1.9, 95.8 / 0.8,
-     # 96.4 / 1.9 % wrong; after the round 97.2 / 0.8, 97.2 / 1.4, 96.1 / 0.6, 97.8 / 1.4
-     ("heldout18.tsv", 0.965, 0.009), ("heldout19.tsv", 0.965, 0.015),
-     ("heldout20.tsv", 0.955, 0.006), ("heldout21.tsv", 0.97, 0.015)],
+     ("heldout16.tsv", 0.975, 0.006), ("heldout17.tsv", 0.98, 0.009),
+     # written before the gaps round, never informing it: with the embedding 96.1 % / 0.6, 96.1 / 1.9, 95.8 / 0.8,
+     # 96.4 / 1.9 % wrong; after the round 97.2 / 0.8, 97.2 / 1.4, 96.1 / 0.6, 97.8 / 1.4 (first measurements);
+     # after the second round (seen by then) 98.3 / 0, 98.9 / 0, 98.6 / 0.3, 98.3 / 0.6
+     ("heldout18.tsv", 0.975, 0.006), ("heldout19.tsv", 0.98, 0.006),
+     ("heldout20.tsv", 0.975, 0.006), ("heldout21.tsv", 0.975, 0.009),
+     # written after the gaps round, never read: first measured 96.7 / 1.4, 97.8 / 0.3, 97.5 / 1.1, 95.3 / 0.6;
+     # after the second round 97.2 / 1.1, 97.8 / 0.3, 98.6 / 0, 96.7 / 0.6 (README)
+     ("heldout22.tsv", 0.965, 0.012), ("heldout23.tsv", 0.97, 0.006),
+     ("heldout24.tsv", 0.98, 0.006), ("heldout25.tsv", 0.96, 0.009)],
 )  # fmt: skip
 def test_accuracy_and_wrong_categories_on_the_corpus_sets(
     harmonizer: Harmonizer, name: str, accuracy: float, wrong: float
@@ -502,3 +509,11 @@ def test_a_batchs_new_motifs_meet_the_model_together_with_the_same_answers(
     assert [g.category for g in got] == [e.category for e in expected]
     by_model = {normalize(t) for t, e in zip(texts, expected, strict=True) if e.by == "model"}
     assert calls == [len(by_model)]  # once, each distinct text the rules leave to the model once
+
+
+@pytest.mark.parametrize("keystrokes", ["xyzzy", "kjhkjh", "qsdfqsdf", "zxcvb", "wxcvbn", "lkjlkj", "sdfg hjkl"])
+def test_keystrokes_are_never_a_reason(harmonizer: Harmonizer, keystrokes: str) -> None:
+    """A careless CSS's keyboard mash: the sentence embedding gives it a vector near some reason
+    (« xyzzy » was read as an illness) unless training shows such strings as ``inconnu``."""
+    found = harmonizer.absence.classify_text(keystrokes)
+    assert found.category == "inconnu" and not found.mapped

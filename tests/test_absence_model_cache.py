@@ -13,7 +13,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from streams.absence_compiled import Analyzer, CompiledModel
 from streams.absence_corpus import read_labelled, training_examples
-from streams.absence_model import TextModel, corpus_fingerprint, load_model
+from streams.absence_model import TextModel, corpus_fingerprint, is_cached, load_model
 from tests.corpus import copy_mappings
 from vigie.settings import Settings
 
@@ -69,7 +69,9 @@ def test_the_compiled_model_scores_like_the_pipeline_and_survives_the_disk(texts
 def test_a_second_process_reads_the_model_without_importing_scikit_learn(tmp_path: Path) -> None:
     mappings = copy_mappings(tmp_path / "mappings")  # a corpus this process has not loaded yet
     cache = tmp_path / "models"
+    assert not is_cached(mappings, cache)  # `vigie up` then trains before the worker's readiness wait
     first = load_model(mappings, cache)
+    assert is_cached(mappings, cache)
     files = list(cache.glob("absence-*.npz"))
     assert [f.name for f in files] == [f"absence-{first.fingerprint}.npz"]
     probe = (

@@ -67,7 +67,7 @@ class Stage:
 log = logging.getLogger(__name__)
 
 
-def prepare_model_apart(settings: Settings, timeout_s: float = 300.0) -> None:
+def prepare_model_apart(settings: Settings, timeout_s: float = 900.0) -> None:
     """Have the motif d'absence model trained into the model cache by a throw-away process, so
     that the worker only reads it back: the worker then never imports scikit-learn (~100 MB of
     resident memory at a first start, issue 18). Already cached, this costs a process start."""

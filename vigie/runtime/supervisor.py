@@ -164,6 +164,13 @@ class EmbeddedRuntime:
         }
         if s.warehouse_url:  # the worker writes to a ClickHouse server instead of its own store
             env["VIGIE_WAREHOUSE_URL"] = s.warehouse_url
+        from streams.absence_model import is_cached
+        from vigie.runtime.stage_pool import prepare_model_apart
+
+        if not is_cached(s.mappings_dir, s.model_cache):
+            # Trained here, not inside the worker's readiness wait: 1–3 min once per corpus.
+            say("model     training the motif d'absence model for this corpus (once, 1 to 3 min)…")
+            prepare_model_apart(s)
         self.logs.mkdir(parents=True, exist_ok=True)
         worker_log = self.logs / "worker.log"
         with worker_log.open("ab") as log:
