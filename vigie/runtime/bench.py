@@ -397,11 +397,9 @@ def stage_profile(
     from vigie.runtime.stage_pool import Stage
 
     key = SecretStr("bench-" + "k" * 32)
-    # Its own model cache: the worker then starts as on a first start (it trains the model).
-    models = settings.data_dir.parent / "profile-models"
-    profiled = settings.model_copy(
-        update={"pseudonym_key": key, "registry_url": registry_url, "model_cache_dir": models}
-    )
+    # The bench's model cache: trained here when it is not yet (1–3 min with the sentence
+    # embedding), read back by the worker, which would otherwise train it a second time.
+    profiled = settings.model_copy(update={"pseudonym_key": key, "registry_url": registry_url})
     stage = Stage.from_settings(profiled)
     timed = _TimedClassifier(stage.ctx.harmonizer.absence)
     stage.ctx.harmonizer.absence = timed  # type: ignore[assignment]
