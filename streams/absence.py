@@ -194,7 +194,9 @@ class AbsenceClassifier:
             css: {normalize(e.text): e.category for e in read_labelled(path)}
             for css, path in steward_files(mappings_dir).items()
         }
-        return cls(local, load_model(mappings_dir, model_cache), steward, threshold)
+        model = load_model(mappings_dir, model_cache)
+        model.warm()
+        return cls(local, model, steward, threshold)
 
     def knows_css(self, css: str) -> bool:
         """True when the CSS has a local code list."""
