@@ -210,7 +210,7 @@ class AbsenceClassifier:
     def classify_text(self, text: str, css: str | None = None) -> Classification:
         """Classify free text; never raises: unknown or empty text gives ``inconnu``."""
         text = text[:TEXT_MAX]
-        key = f"{css}\x00{text}" if css in self._steward else text
+        key = self._cache_key(text, css)
         found = self._cache.get(key)
         if found is None:
             found = self._classify_uncached(text, css)
@@ -218,6 +218,10 @@ class AbsenceClassifier:
                 self._cache.clear()  # a bounded memory; motifs repeat, it refills with the common ones
             self._cache[key] = found
         return found
+
+    def _cache_key(self, text: str, css: str | None) -> str:
+        """By raw text, and CSS where it has stewards' texts (their mapping is per CSS)."""
+        return f"{css}\x00{text}" if css in self._steward else text
 
     def _classify_uncached(self, text: str, css: str | None) -> Classification:
         norm = normalize(text)
@@ -248,7 +252,7 @@ class AbsenceClassifier:
             if not text:
                 continue
             text = text[:TEXT_MAX]
-            if (f"{css}\x00{text}" if css in self._steward else text) in self._cache:
+            if self._cache_key(text, css) in self._cache:
                 continue  # seen before, as most motifs are: no normalizing on the hot path
             if css and code and code.strip() and self.classify_code(css, code).mapped:
                 continue

