@@ -98,9 +98,13 @@ _MEDICAL_APPOINTMENT = re.compile(
 )
 
 
-# « mort » that is no death: « batterie morte », « malade à mort », « mort de rire ».
+# « mort » that is no death: « batterie morte », « malade à mort », « mort de rire », and a
+# machine that died (« notre auto est morte à cause du frette », « my car died on the 10 »).
 _NOT_A_DEATH = re.compile(
-    r"\b(batterie|pile|cellulaire|cell|phone|point|saison)\s+mort\w*|\ba\s+mort\b|\bmort\w*\s+de\s+(rire|fatigue|peur)\b"
+    r"\b(batterie|pile|cellulaire|cell|phone|telephone|point|saison|auto|char|voiture|minivan|van"
+    r"|camion|truck|car|moteur|engine|ordi|ordinateur|laptop|chargeur|reveil|cadran|alarm|fournaise"
+    r"|furnace|chauffage|autobus|bus)\s+((est|etait|a|sont|is|has|just)\s+)?(mort\w*|died|dead)\b"
+    r"|\ba\s+mort\b|\bmort\w*\s+de\s+(rire|fatigue|peur)\b"
 )
 # An eviction is not a sanction: « expulsés du logement » is a family matter.
 _EVICTION = re.compile(

@@ -27,7 +27,7 @@ from streams.absence_corpus import (
     training_files,
 )
 from streams.absence_evaluate import evaluate
-from streams.absence_model import TextModel
+from streams.absence_model import TextModel, load_model
 from streams.harmonize import Harmonizer
 from tests.corpus import copy_mappings
 from vigie.cli import app
@@ -92,7 +92,9 @@ EVALUATION_SETS = (
     "heldout7.tsv", "heldout8.tsv", "heldout9.tsv", "heldout10.tsv", "heldout11.tsv",
     "heldout12.tsv", "heldout13.tsv", "heldout14.tsv", "heldout15.tsv", "heldout16.tsv", "heldout17.tsv",
     "heldout18.tsv", "heldout19.tsv", "heldout20.tsv", "heldout21.tsv", "heldout22.tsv", "heldout23.tsv",
-    "heldout24.tsv", "heldout25.tsv",
+    "heldout24.tsv", "heldout25.tsv", "heldout26.tsv", "heldout27.tsv", "heldout28.tsv", "heldout29.tsv",
+    "heldout30.tsv", "heldout31.tsv", "heldout32.tsv", "heldout33.tsv", "heldout34.tsv", "heldout35.tsv",
+    "heldout36.tsv", "heldout37.tsv",
 )  # fmt: skip
 
 
@@ -127,7 +129,10 @@ def test_the_model_never_learns_from_the_dev_or_held_out_sets() -> None:
      ("heldout11.tsv", 118), ("heldout12.tsv", 136), ("heldout13.tsv", 85), ("heldout14.tsv", 32), ("heldout15.tsv", 45),
      ("heldout16.tsv", 110), ("heldout17.tsv", 53), ("heldout18.tsv", 84), ("heldout19.tsv", 71),
      ("heldout20.tsv", 103), ("heldout21.tsv", 55), ("heldout22.tsv", 86), ("heldout23.tsv", 62),
-     ("heldout24.tsv", 92), ("heldout25.tsv", 94)],
+     ("heldout24.tsv", 92), ("heldout25.tsv", 94), ("heldout26.tsv", 89), ("heldout27.tsv", 18),
+     ("heldout28.tsv", 20), ("heldout29.tsv", 73), ("heldout30.tsv", 80), ("heldout31.tsv", 34),
+     ("heldout32.tsv", 7), ("heldout33.tsv", 74), ("heldout34.tsv", 9), ("heldout35.tsv", 64),
+     ("heldout36.tsv", 4), ("heldout37.tsv", 86)],
 )  # fmt: skip
 def test_training_grows_without_copying_dev_or_held_out_lines(name: str, already_shared: int) -> None:
     """A training line equal to an evaluation line makes the figure measure memory. The older
@@ -173,7 +178,21 @@ def test_training_grows_without_copying_dev_or_held_out_lines(name: str, already
      # written after the gaps round, never read: first measured 96.7 / 1.4, 97.8 / 0.3, 97.5 / 1.1, 95.3 / 0.6;
      # after the second round 97.2 / 1.1, 97.8 / 0.3, 98.6 / 0, 96.7 / 0.6 (README)
      ("heldout22.tsv", 0.965, 0.012), ("heldout23.tsv", 0.97, 0.006),
-     ("heldout24.tsv", 0.98, 0.006), ("heldout25.tsv", 0.96, 0.009)],
+     ("heldout24.tsv", 0.98, 0.006), ("heldout25.tsv", 0.96, 0.009),
+     # written from a brief rewritten in stop 26 (which put passports under personnel, against the corpus:
+     # 7 of the 26 wrong answers); first measured 96.7 / 1.1, 95.0 / 1.9, 95.3 / 1.7, 90.6 / 2.5 (29: adult
+     # education, where « enfant malade » is the student's child); their misses informed the third gaps round
+     ("heldout26.tsv", 0.97, 0.013), ("heldout27.tsv", 0.97, 0.008),
+     ("heldout28.tsv", 0.955, 0.016), ("heldout29.tsv", 0.91, 0.033),
+     # never read except 32: first measured 97.2 / 0.6, 97.2 / 0.8, 91.7 / 1.9, 97.8 / 0.3; after the third
+     # round (which they did not inform) 97.2 / 0.6, 97.5 / 0.6, 91.9 / 1.9, 97.8 / 0.3; 32's misses (second-
+     # language writing) informed the fourth round; after it 97.8 / 0.6, 97.8 / 0.6, 96.1 / 1.1, 98.1 / 0.3
+     ("heldout30.tsv", 0.97, 0.008), ("heldout31.tsv", 0.97, 0.008),
+     ("heldout32.tsv", 0.955, 0.013), ("heldout33.tsv", 0.975, 0.005),
+     # never read: 35–37 first measured after the third round 98.9 / 0.6, 93.1 / 1.7, 97.5 / 1.4; after the
+     # fourth 98.9 / 0.6, 94.2 / 0.6, 97.5 / 1.4; 34 first measured after the fourth, 95.8 / 1.1 (README)
+     ("heldout34.tsv", 0.95, 0.013), ("heldout35.tsv", 0.98, 0.008),
+     ("heldout36.tsv", 0.935, 0.008), ("heldout37.tsv", 0.97, 0.016)],
 )  # fmt: skip
 def test_accuracy_and_wrong_categories_on_the_corpus_sets(
     harmonizer: Harmonizer, name: str, accuracy: float, wrong: float
@@ -221,6 +240,8 @@ def test_the_suspension_rule_yields_to_weather_and_to_the_nurse(
     ("text", "rule"),
     [("batterie morte", False), ("malade à mort", False), ("mort de rire, pas venu", False),
      ("expulsés du logement", False),  # an eviction, not a sanction
+     ("notre auto est morte à cause du frette", False), ("my car died on the highway", False),  # a machine
+     ("le char est mort, son grand-père aussi est décédé", True),
      ("batterie morte, décès de son oncle", True), ("son chien est mort", True), ("expulsé pour bataille", True),
      ("renvoyée à la maison", False),  # sent home, sick or sanctioned: the model reads the rest
      ("renvoyé de l'école", True), ("renvoi de 3 jours", True), ("bus privileges suspended", True),
@@ -324,9 +345,9 @@ def test_a_malformed_context_file_is_refused_by_line(tmp_path: Path) -> None:
 
 def test_training_is_deterministic() -> None:
     """Two trainings on the same examples score alike (fixed seeds, no shuffling). Trained on a
-    tenth of the corpus: the recipe is the same, the suite pays ~10 s instead of ~90."""
+    twentieth of the corpus: the recipe is the same, the suite pays ~5 s a training instead of ~90."""
     texts = [normalize(r.text) for r in read_labelled(CORPUS / "dev.tsv")]
-    part = read_labelled(CORPUS / "train.tsv")[::10]
+    part = read_labelled(CORPUS / "train.tsv")[::20]
     context = read_context(MAPPINGS)
 
     def scores() -> list[tuple[str, float, float]]:
@@ -446,8 +467,8 @@ def test_evaluate_refuses_a_bad_file_in_one_line(tmp_path: Path, content: str) -
     assert missing.exit_code == 2
 
 
-def test_the_one_text_path_scores_exactly_like_the_pipeline(tmp_path: Path) -> None:
-    model = TextModel.train(copy_mappings(tmp_path / "mappings"))
+def test_the_one_text_path_scores_exactly_like_the_pipeline() -> None:
+    model = load_model(MAPPINGS, Settings().model_cache)  # the session's model: nothing to train
     texts = [normalize(r.text) for name in ("dev.tsv", "heldout2.tsv") for r in read_labelled(CORPUS / name)]
     texts += ["", "zzzz qqq", "a", "é" * 300]
     for text, (category, margin, lead) in zip(texts, model.predict(texts), strict=True):

@@ -21,6 +21,7 @@ from schemas.wire import AvroCodec
 from streams.absence import AbsenceClassifier
 from tests.corpus import copy_mappings
 from tests.embedded import HTTP, TEST_ENV, dump_warehouse, vigie_up, wait_for
+from vigie.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,9 @@ def test_a_stewards_mapping_reaches_history_without_doubling(
 ) -> None:
     mappings = copy_mappings(tmp_path / "mappings")
     env = {"VIGIE_MAPPINGS_DIR": str(mappings)}
-    assert AbsenceClassifier.from_dir(mappings).classify("laval", None, LOCAL_TEXT).category == "inconnu"
+    # Kept in the session's model cache, where `vigie up` below finds it instead of training it again.
+    before = AbsenceClassifier.from_dir(mappings, model_cache=Settings().model_cache)
+    assert before.classify("laval", None, LOCAL_TEXT).category == "inconnu"
 
     data_dir = tmp_path / "vigie"
     sim = SimulatedCss(organizations["laval"], seed=5)
