@@ -106,6 +106,11 @@ _NOT_A_DEATH = re.compile(
     r"|furnace|chauffage|autobus|bus)\s+((est|etait|a|sont|is|has|just)\s+)?(mort\w*|died|dead)\b"
     r"|\ba\s+mort\b|\bmort\w*\s+de\s+(rire|fatigue|peur)\b"
 )
+# A student who left the school is no outing: « élève sortie de l'école sans permission ».
+_LEFT_WITHOUT_LEAVE = re.compile(
+    r"\b(sorti|sortie|sortis|sorties|parti|partie|quitte)\s+(de\s+l\s+ecole\s+)?sans\s+"
+    r"(permission|autorisation|billet|avis|motif)\b"
+)
 # An eviction is not a sanction: « expulsés du logement » is a family matter.
 _EVICTION = re.compile(
     r"\b(expuls\w*|evict\w*)\s+(du|de\s+leur|de\s+son|de\s+l)\s*(logement|appartement|appart|loyer)\b"
@@ -116,11 +121,11 @@ def _rule_applies(reason: str, norm: str) -> bool:
     """A rule's pattern matched; the death rule yields when its only word is a « mort » that
     is no death, the suspension rule (without a sanction word) to weather, a suspended
     service, an eviction and a « renvoi » that names no sanction, the school-trip rule to a
-    medical appointment."""
+    medical appointment and to a student who left without leave."""
     if reason == "deuil":
         return bool(RULES[0][1].search(_NOT_A_DEATH.sub(" ", norm)))
     if reason == "activite_scolaire":
-        return not _MEDICAL_APPOINTMENT.search(norm)
+        return not (_MEDICAL_APPOINTMENT.search(norm) or _LEFT_WITHOUT_LEAVE.search(norm))
     if reason == "suspension" and _EVICTION.search(norm):
         return False
     if reason != "suspension" or _SANCTION.search(norm):
