@@ -36,18 +36,18 @@ def pytest_configure(config: pytest.Config) -> None:
     of by every worker and stage process each test starts."""
     if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("VIGIE_MODEL_CACHE_DIR"):
         return  # an xdist worker: the controller's cache, locked per corpus, so trained once in all
-    cache = tempfile.mkdtemp(prefix="vigie-test-models-")
-    config.stash[_MODEL_CACHE] = cache
+    # `make test` keeps the cache in .venv/test-models (VIGIE_TEST_MODEL_CACHE), trained beside
+    # ruff and mypy and kept between runs: it is keyed by the corpus's fingerprint, so a changed
+    # corpus or recipe trains anew. Otherwise a cache of this session's own.
+    cache = os.environ.get("VIGIE_TEST_MODEL_CACHE", "")
+    if not cache:
+        cache = tempfile.mkdtemp(prefix="vigie-test-models-")
+        config.stash[_MODEL_CACHE] = cache
     os.environ["VIGIE_MODEL_CACHE_DIR"] = cache
     # Trained here, before any test's clock starts: with its sentence embedding the model takes
     # 1–3 min to train on two cores, too long to be paid inside the first test that needs it
-    # (each test has 300 s, and the workers would wait on its lock). In a process of its own,
-    # as `vigie up` does: the controller stays small.
-    subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from streams.absence_model import load_model; "
-         "load_model(Path(sys.argv[1]), Path(sys.argv[2]))", str(Settings().mappings_dir), cache],
-        check=True,
-    )  # fmt: skip
+    # (each test has 300 s, and the workers would wait on its lock).
+    subprocess.run([sys.executable, "-m", "tests.session_model", cache], check=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
