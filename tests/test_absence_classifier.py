@@ -403,7 +403,8 @@ def mappings_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_stewards_text_mapping_is_exact_for_its_css_and_teaches_the_model(mappings_copy: Path) -> None:
     text = "kermesse de Quiquinou"
     before = AbsenceClassifier.from_dir(mappings_copy)
-    assert before.classify("laval", None, text).category == "inconnu"
+    # Not yet the steward's: the tests' small corpus (tests/corpus.py) may guess any reason
+    assert before.classify("laval", None, text).by != "steward"
     result = runner.invoke(app, ["mappings", "set", "--css", "laval", "--text", text,
                                  "--category", "activite_scolaire"])  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -50,8 +50,11 @@ def test_a_stewards_mapping_reaches_history_without_doubling(
     mappings = copy_mappings(tmp_path / "mappings")
     env = {"VIGIE_MAPPINGS_DIR": str(mappings)}
     # Kept in the session's model cache, where `vigie up` below finds it instead of training it again.
-    before = AbsenceClassifier.from_dir(mappings, model_cache=Settings().model_cache)
-    assert before.classify("laval", None, LOCAL_TEXT).category == "inconnu"
+    before = AbsenceClassifier.from_dir(mappings, model_cache=Settings().model_cache).classify(
+        "laval", None, LOCAL_TEXT
+    )
+    # Not yet the steward's reason: the tests' small corpus (tests/corpus.py) may guess any other
+    assert before.by != "steward" and before.category != "religieux_culturel"
 
     data_dir = tmp_path / "vigie"
     sim = SimulatedCss(organizations["laval"], seed=5)
@@ -85,7 +88,7 @@ def test_a_stewards_mapping_reaches_history_without_doubling(
         assert replay.returncode == 0, replay.stderr
         summary = json.loads(replay.stdout)
         assert summary["records"] == marks
-        assert summary["changed"] == [{"from": "inconnu", "to": "religieux_culturel", "count": motifs}]
+        assert summary["changed"] == [{"from": before.category, "to": "religieux_culturel", "count": motifs}]
         assert summary["new"] == 0
         wait_for(lambda: _sink_rows(info.web_url) >= 2 * marks, 120, "the replayed rows in the warehouse")
 
