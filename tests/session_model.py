@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from streams.absence_model import load_model
+from vigie.runtime.stage_child import prepare_model
 from vigie.settings import Settings
 
 
@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
         return 2
     cache = Path(argv[0])
     cache.mkdir(parents=True, exist_ok=True)
-    load_model(Settings().mappings_dir, cache)
+    prepare_model(Settings().mappings_dir, cache)  # what `vigie up` runs apart before its worker
     return 0
 
 
